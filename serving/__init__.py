@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app, settings and request/response schemas (no torch)."""

@@ -1,0 +1,116 @@
+"""Shared fixtures: a tiny randomly initialised bundle built once per session from real CFPB rows.
+
+The tiny model has the real tokenizer and the real graph layout (both heads, the embedding) but
+random 32-wide weights, so API and scorer tests run in milliseconds. Its predictions mean nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+CFPB_2023 = REPO / "data" / "cfpb" / "complaints_2023_with_narrative.csv.gz"
+DEFAULT_BUNDLE = REPO / "models" / "default"
+
+SPEC_HEAD = """
+name = "cfpb-small"
+attribution = "CFPB Consumer Complaint Database"
+categories = ["credit_reporting", "debt_collection", "credit_card", "bank_account",
+              "money_transfer", "mortgage", "consumer_loan"]
+metadata_keys = ["company", "state", "tags"]
+
+[[sources]]
+path = "small.csv"
+format = "csv"
+text_column = "complaint_what_happened"
+id_column = "complaint_id"
+time_column = "date_received"
+category_column = "product"
+metadata_columns = ["company", "state", "tags"]
+
+[sources.category_map]
+"Credit reporting, credit repair services, or other personal consumer reports" = "credit_reporting"
+"Credit reporting or other personal consumer reports" = "credit_reporting"
+"Debt collection" = "debt_collection"
+"Credit card or prepaid card" = "credit_card"
+"Credit card" = "credit_card"
+"Checking or savings account" = "bank_account"
+"Money transfer, virtual currency, or money service" = "money_transfer"
+"Mortgage" = "mortgage"
+"Vehicle loan or lease" = "consumer_loan"
+"Payday loan, title loan, or personal loan" = "consumer_loan"
+"Student loan" = "consumer_loan"
+"""
+
+ESCALATION_RULE = """
+[sources.escalation]
+column = "company_response"
+positive = ["Closed with monetary relief", "Closed with non-monetary relief"]
+negative = ["Closed with explanation"]
+unlabelled = ["In progress", "Untimely response"]
+proxy = "company granted relief vs closed with explanation"
+"""
+
+
+def write_small_spec(folder: Path, rows: int = 240, escalation: bool = True) -> Path:
+    """A spec over a sample of the real 2023 CFPB narratives, written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(CFPB_2023, dtype=str, keep_default_na=False)
+    frame.sample(rows, random_state=0).to_csv(folder / "small.csv", index=False)
+    spec = folder / "spec.toml"
+    spec.write_text(SPEC_HEAD + (ESCALATION_RULE if escalation else ""))
+    return spec
+
+
+def build_tiny_bundle(folder: Path, escalation: bool = True) -> Path:
+    from training.args import TrainingArguments
+    from training.export import export_run
+    from training.finetune import train
+    from training.tiny import write_tiny_base_model
+
+    base = write_tiny_base_model(folder / "base")
+    spec = write_small_spec(folder, escalation=escalation)
+    run = train(
+        TrainingArguments(
+            spec=str(spec),
+            output_dir=str(folder / "run"),
+            base_model=str(base),
+            epochs=1,
+            threads=1,
+            batch_size=32,
+        )
+    )
+    return export_run(run, folder / "bundle", version="tiny-test", enforce_gate=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    logging.getLogger("root").setLevel(logging.WARNING)
+    return build_tiny_bundle(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_category_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle whose dataset has no escalation label: category head only."""
+    return build_tiny_bundle(tmp_path_factory.mktemp("tiny-category"), escalation=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer(tiny_bundle: Path):
+    from triage.scorer import Scorer
+
+    return Scorer(tiny_bundle, threads=1)
+
+
+@pytest.fixture(scope="session")
+def real_complaints() -> list[str]:
+    frame = pd.read_csv(CFPB_2023, dtype=str, keep_default_na=False)
+    return frame["complaint_what_happened"].head(40).tolist()

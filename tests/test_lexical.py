@@ -1,0 +1,121 @@
+"""The numpy TF-IDF component matches scikit-learn, round-trips through its file, fails clearly."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.sparse import hstack
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from triage.errors import BundleError
+from triage.lexical import LexicalModel, LinearHead
+from triage.scorer import Complaint, Scorer
+
+
+def test_matches_sklearn_on_real_complaints(real_complaints: list[str], tmp_path: Path):
+    texts = real_complaints
+    metadata = [{"company": f"c{i % 3}"} if i % 2 else None for i in range(len(texts))]
+    y = np.arange(len(texts)) % 2
+
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(texts)
+    onehot = DictVectorizer().fit(
+        [{f"company={m['company']}": 1} for m in metadata if m]
+    )
+    dicts = [{f"company={m['company']}": 1} if m else {} for m in metadata]
+    x = hstack([tfidf.transform(texts), onehot.transform(dicts)]).tocsr()
+    classifier = LogisticRegression(max_iter=1000).fit(x, y)
+
+    n_terms = len(tfidf.vocabulary_)
+    coef = classifier.coef_.T
+    model = LexicalModel(
+        sorted(tfidf.vocabulary_, key=tfidf.vocabulary_.get),
+        tfidf.idf_,
+        list(onehot.get_feature_names_out()),
+        {
+            "escalation": LinearHead(
+                coef[:n_terms], coef[n_terms:], classifier.intercept_
+            )
+        },
+    )
+    expected = classifier.decision_function(x)
+    assert np.allclose(
+        model.logits("escalation", texts, metadata)[:, 0], expected, atol=1e-9
+    )
+
+    model.save(tmp_path / "lexical.json.gz")
+    loaded = LexicalModel.load(tmp_path / "lexical.json.gz")
+    assert np.allclose(
+        loaded.logits("escalation", texts, metadata)[:, 0], expected, atol=1e-4
+    )
+
+
+def test_unseen_words_and_metadata_give_the_bias():
+    model = LexicalModel(
+        ["refund"],
+        np.array([1.0]),
+        ["company=a"],
+        {"h": LinearHead(np.ones((1, 1)), np.ones((1, 1)), np.array([-2.0]))},
+    )
+    assert model.logits("h", ["zzz qqq"], [{"company": "b", "other": 1}])[0, 0] == -2.0
+    assert model.logits("h", ["Refund!"], [{"company": "a"}])[0, 0] == pytest.approx(
+        0.0
+    )
+
+
+def test_corrupt_file_is_named(tmp_path: Path):
+    path = tmp_path / "lexical.json.gz"
+    path.write_bytes(gzip.compress(b'{"vocabulary": ["a"]}'))
+    with pytest.raises(
+        BundleError, match="lexical.json.gz: not a readable lexical model"
+    ):
+        LexicalModel.load(path)
+    path.write_bytes(b"plain text")
+    with pytest.raises(BundleError, match="not a readable lexical model"):
+        LexicalModel.load(path)
+
+
+def test_a_blended_bundle_serves_the_declared_mix(tiny_bundle: Path, tmp_path: Path):
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+    lexical = LexicalModel(
+        ["fee", "late fee"],
+        np.array([1.0, 2.0]),
+        ["company=acme"],
+        {
+            "escalation": LinearHead(
+                np.array([[3.0], [1.0]]), np.array([[0.5]]), np.array([-1.0])
+            ),
+            "category": LinearHead(np.ones((2, 7)), np.zeros((1, 7)), np.zeros(7)),
+        },
+    )
+    lexical.save(bundle / "lexical.json.gz")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["blend"] = {
+        "escalation": {"encoder_weight": 0.3, "encoder_temperature": 2.0}
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+    scorer = Scorer(bundle)
+    complaint = Complaint("I was charged a late fee twice", {"company": "acme"})
+    raw = scorer.raw_scores([complaint])
+    expected = (
+        0.3 * raw.encoder_escalation / 2.0
+        + 0.7
+        * lexical.logits("escalation", [complaint.text], [complaint.metadata])[:, 0]
+    )
+    assert np.allclose(raw.escalation, expected)
+    assert np.allclose(
+        raw.category, raw.encoder_category
+    )  # no blend declared for this head
+
+    (bundle / "lexical.json.gz").unlink()
+    with pytest.raises(
+        BundleError, match="blends a lexical model but lacks lexical.json.gz"
+    ):
+        Scorer(bundle)
