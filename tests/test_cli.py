@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from triage_cli.main import app
 
 runner = CliRunner()
-COMMANDS = ["train", "export", "evaluate", "score", "serve"]
+COMMANDS = ["train", "export", "evaluate", "baseline", "score", "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -213,7 +213,9 @@ TABLE_HEADER = [
 
 def table_rows(report: dict) -> list[list[str]]:
     """The evaluation table: served model, encoder alone (when blended) and baseline."""
-    sides = [("model", "triage model as served (int8 ONNX)")]
+    sides = (
+        [("model", "triage model as served (int8 ONNX)")] if "model" in report else []
+    )
     if "encoder" in report:
         sides.append(("encoder", "fine-tuned encoder alone (int8 ONNX)"))
     if "baseline" in report:
@@ -241,3 +243,19 @@ def markdown_table(report: dict) -> str:
         lines.append("")
         lines.append(f"\\* escalation is a proxy: {report['escalation_label']}.")
     return "\n".join(lines)
+
+
+def evaluate_baseline(data: LoadedDataset) -> dict:
+    """The baseline alone on the test split: for comparing label sets or datasets before training."""
+    report: dict[str, object] = {
+        "evaluated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "model_version": "baseline only",
+        "dataset": data.spec.name,
+        "split": data.report["splits"]["test"],
+        "escalation_label": data.spec.escalation_proxy,
+        "baseline": _metrics(data, _baseline_probabilities(data, with_metadata=True)),
+    }
+    report["baseline"]["text_only"] = _metrics(
+        data, _baseline_probabilities(data, with_metadata=False)
+    )
+    return report

@@ -22,7 +22,7 @@ from triage.lexical import LexicalModel, LinearHead
 
 logger = logging.getLogger(__name__)
 
-C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+C_GRID = (1.0, 3.0, 10.0, 30.0)
 
 
 def _metadata_dicts(

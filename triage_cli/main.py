@@ -194,6 +194,30 @@ def evaluate(
         record_evaluation(bundle, report)
 
 
+@app.command()
+@_user_errors
+def baseline(
+    spec: Annotated[Path, typer.Option(help="Dataset spec (TOML).")] = DEFAULT_SPEC,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the metrics JSON here.")
+    ] = None,
+) -> None:
+    """Fit and evaluate the TF-IDF + logistic regression baseline alone on a spec's split.
+
+    Example: triage baseline --spec data/specs/cfpb-issue.toml
+    """
+    _configure_logging()
+    from training.data import load_dataset
+    from training.evaluate import evaluate_baseline
+    from triage.datasets import load_spec
+
+    report = evaluate_baseline(load_dataset(load_spec(spec)))
+    _print_report(report)
+    if output:
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"Metrics written to {output}")
+
+
 def _print_report(report: dict) -> None:
     from training.card import machine_summary
     from training.evaluate import TABLE_HEADER, table_rows
