@@ -45,15 +45,7 @@ def _model_probabilities(
     ]
     raw = scorer.raw_scores(complaints)
     manifest = scorer.bundle.manifest
-    temperatures = manifest.temperatures
-    served = Probabilities(
-        sigmoid(raw.escalation / temperatures.escalation)
-        if raw.escalation is not None
-        else None,
-        softmax(raw.category / temperatures.category)
-        if raw.category is not None
-        else None,
-    )
+    served = Probabilities(*scorer.calibrated(raw))
     if not manifest.blend:
         return served, None
 
@@ -62,7 +54,7 @@ def _model_probabilities(
             return None
         blend = manifest.blend.get(head)
         temperature = (
-            blend.encoder_temperature if blend else getattr(temperatures, head)
+            blend.encoder_temperature if blend else getattr(manifest.temperatures, head)
         )
         return squash(logits / temperature)
 

@@ -194,20 +194,28 @@ class Scorer:
         w = blend.encoder_weight
         return w * logits / blend.encoder_temperature + (1.0 - w) * lexical
 
+    def probabilities(
+        self, complaints: Sequence[Complaint]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Calibrated escalation probabilities (n,) and category distributions (n, labels)."""
+        raw = self.raw_scores(complaints)
+        return self.calibrated(raw)
+
+    def calibrated(self, raw: RawScores) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Apply the bundle's temperatures to `raw` (from `raw_scores`)."""
+        temperatures = self.bundle.manifest.temperatures
+        escalation = category = None
+        if raw.escalation is not None:
+            escalation = sigmoid(raw.escalation / (temperatures.escalation or 1.0))
+        if raw.category is not None:
+            category = softmax(raw.category / (temperatures.category or 1.0))
+        return escalation, category
+
     def score(self, complaints: Sequence[Complaint]) -> list[Prediction]:
         """Calibrated predictions for a batch of complaints, in order."""
         raw = self.raw_scores(complaints)
-        manifest = self.bundle.manifest
-        known = set(manifest.metadata_keys)
-
-        escalation = None
-        if raw.escalation is not None:
-            escalation = sigmoid(
-                raw.escalation / (manifest.temperatures.escalation or 1.0)
-            )
-        category = None
-        if raw.category is not None:
-            category = softmax(raw.category / (manifest.temperatures.category or 1.0))
+        escalation, category = self.calibrated(raw)
+        known = set(self.bundle.manifest.metadata_keys)
 
         predictions = []
         for i, complaint in enumerate(complaints):
