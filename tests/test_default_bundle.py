@@ -94,12 +94,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb):
+def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb, tmp_path):
     port = _free_port()
     triage = Path(sys.executable).with_name("triage")
+    log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [str(triage), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -111,7 +112,7 @@ def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb):
             except httpx.TransportError:
                 time.sleep(0.3)
         else:
-            pytest.fail("the server did not become ready in 60 s")
+            pytest.fail(f"not ready in 60 s:\n{(tmp_path / 'server.log').read_text()}")
 
         row = cfpb.splits["test"][0]
         response = httpx.post(
@@ -128,6 +129,7 @@ def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
 
 def test_score_command_on_the_default_bundle():

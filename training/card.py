@@ -36,6 +36,8 @@ def record_evaluation(bundle_dir: Path, report: dict) -> None:
         "model": report["model"],
         "baseline": report["baseline"],
     }
+    if "encoder" in report:
+        manifest.metrics["encoder"] = report["encoder"]
     write_manifest(bundle_dir, manifest)
     (bundle_dir / CARD_FILE).write_text(model_card(manifest, report), encoding="utf-8")
 

@@ -173,6 +173,9 @@ def evaluate(
     update_manifest: Annotated[
         bool, typer.Option(help="Store the metrics in the bundle.")
     ] = False,
+    markdown: Annotated[
+        bool, typer.Option(help="Print the table as Markdown (as in the README).")
+    ] = False,
 ) -> None:
     """Evaluate a bundle and the TF-IDF baseline on the test split of the same temporal split.
 
@@ -186,7 +189,7 @@ def evaluate(
     from triage.datasets import load_spec
 
     report = evaluate_bundle(load_bundle(bundle), load_dataset(load_spec(spec)))
-    _print_report(report)
+    _print_report(report, markdown)
     if output:
         output.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Metrics written to {output}")
@@ -218,9 +221,14 @@ def baseline(
         console.print(f"Metrics written to {output}")
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: dict, markdown: bool = False) -> None:
     from training.card import machine_summary
-    from training.evaluate import TABLE_HEADER, table_rows
+    from training.evaluate import TABLE_HEADER, markdown_table, table_rows
+
+    if markdown:
+        typer.echo(markdown_table(report))
+        typer.echo(f"\nMeasured on {machine_summary()}.")
+        return
 
     table = Table(
         title=f"{report['model_version']} on the test split ({report['split']['rows']} complaints)"
