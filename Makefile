@@ -35,7 +35,7 @@ test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# Rebuild the committed default bundle: about 40 minutes of training on 2 cores.
+# Rebuild the committed default bundle: about an hour of training and 20 minutes of export on 2 cores.
 model: $(VENV)/.dev
 	$(BIN)/triage train --spec data/specs/cfpb.toml --output runs/cfpb
 	$(BIN)/triage export runs/cfpb --output models/default
