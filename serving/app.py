@@ -12,13 +12,16 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
 from triage.errors import InvalidComplaintError, TriageError
 from triage.scorer import Complaint, Scorer
+from triage.text import unicode_problem
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ def _limit_errors(
                     "accepted (TRIAGE_MAX_TEXT_CHARS)",
                 )
             )
+        problem = unicode_problem(item.text)
+        if problem:
+            errors.append(_error((*loc, "text"), f"text {problem}"))
         metadata = item.metadata or {}
         if len(metadata) > settings.max_metadata_keys:
             errors.append(
@@ -69,14 +75,21 @@ def _limit_errors(
                 )
             )
         for key, value in metadata.items():
-            if (
+            if unicode_problem(key):
+                problem = f"a metadata key {unicode_problem(key)}"
+                errors.append(_error((*loc, "metadata"), problem))
+            elif isinstance(value, str) and unicode_problem(value):
+                problem = f"metadata value {unicode_problem(value)}"
+                errors.append(_error((*loc, "metadata", key), problem))
+            elif (
                 isinstance(value, str)
                 and len(value) > settings.max_metadata_value_chars
             ):
                 errors.append(
                     _error(
                         (*loc, "metadata", key),
-                        f"value has {len(value)} characters; at most {settings.max_metadata_value_chars}",
+                        f"value has {len(value)} characters; at most "
+                        f"{settings.max_metadata_value_chars}",
                     )
                 )
     return errors
@@ -84,6 +97,26 @@ def _limit_errors(
 
 def _error(loc: tuple, message: str) -> dict:
     return {"loc": ["body", *loc], "msg": message, "type": "value_error"}
+
+
+def _printable(part: object) -> object:
+    """A location part safe to encode as JSON (keys may hold unpaired surrogates)."""
+    if isinstance(part, str):
+        return part.encode("utf-8", "backslashreplace").decode("utf-8")
+    return part
+
+
+def _public_errors(errors: Sequence[dict]) -> list[dict]:
+    """Validation errors without the offending input: it is complaint text (personal data,
+    possibly megabytes, possibly not encodable), and the location already says where."""
+    return [
+        {
+            "loc": [_printable(p) for p in e.get("loc", ())],
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
 
 
 def create_app(
@@ -124,6 +157,21 @@ def create_app(
         return JSONResponse(
             {"detail": "the model is not loaded yet; retry shortly"}, status_code=503
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _public_errors(error.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI reports a body it cannot decode as a bare "error parsing the body"; say why.
+        if error.status_code == 400 and isinstance(error.__cause__, UnicodeError):
+            detail = (
+                "the request body is not valid Unicode JSON: it holds invalid UTF-8 bytes or an "
+                "unpaired surrogate escape (such as \\ud800); send UTF-8 encoded JSON of valid text"
+            )
+            return JSONResponse({"detail": detail}, status_code=400)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(InvalidComplaintError)
     async def _invalid(_: Request, error: InvalidComplaintError) -> JSONResponse:

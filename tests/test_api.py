@@ -168,3 +168,46 @@ def test_category_only_bundle_returns_null_escalation(tiny_category_bundle):
         ).json()
     assert body["escalation"] is None
     assert body["category"]["label"]
+
+
+NOT_UNICODE = "the request body is not valid Unicode JSON"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (
+            b'{"text": "bad \\ud800 text"}',
+            422,
+            "text contains an unpaired surrogate (\\ud800) at character 4",
+        ),
+        (b'{"text": ["\\ud800"]}', 422, "Input should be a valid string"),
+        (
+            b'{"text": "ok", "metadata": {"company": "\\udfff"}}',
+            422,
+            "metadata value contains an unpaired surrogate",
+        ),
+        (
+            b'{"text": "ok", "metadata": {"\\ud800": "x"}}',
+            422,
+            "a metadata key contains an unpaired surrogate",
+        ),
+        (b'{"text": "\xff\xfe invalid utf-8"}', 400, NOT_UNICODE),
+    ],
+)
+def test_text_that_is_not_unicode_gets_a_4xx_that_says_so(
+    client, body, status, fragment
+):
+    headers = {"content-type": "application/json"}
+    response = client.post("/v1/triage", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert fragment in (detail if isinstance(detail, str) else _messages(response))
+    assert client.get("/healthz").status_code == 200
+
+
+def test_errors_do_not_echo_the_complaint(client):
+    secret = "my card number is 4111 1111 1111 1111"
+    response = client.post("/v1/triage", json={"text": secret, "colour": secret})
+    assert response.status_code == 422
+    assert "4111" not in response.text

@@ -90,3 +90,15 @@ def test_category_only_bundle_has_no_escalation(tiny_category_bundle):
     assert prediction.escalation is None
     assert prediction.category is not None
     assert scorer.bundle.manifest.threshold is None
+
+
+def test_unpaired_surrogates_are_refused_with_the_field(tiny_scorer: Scorer):
+    with pytest.raises(
+        InvalidComplaintError, match=r"complaint 1: text contains an unpaired surrogate"
+    ):
+        tiny_scorer.score([Complaint("fine"), Complaint("bad \ud800")])
+    with pytest.raises(
+        InvalidComplaintError,
+        match=r"complaint 0: a metadata key or value contains an unpaired surrogate",
+    ):
+        tiny_scorer.score([Complaint("fine", {"company": "\udfff"})])

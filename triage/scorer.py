@@ -19,7 +19,7 @@ from triage.aggregate import mean_by_complaint, sigmoid, softmax
 from triage.bundle import Bundle, load_bundle
 from triage.errors import BundleError, InvalidComplaintError
 from triage.lexical import LexicalModel
-from triage.text import ComplaintEncoder, load_tokenizer
+from triage.text import ComplaintEncoder, load_tokenizer, unicode_problem
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,17 @@ class Scorer:
         for index, complaint in enumerate(complaints):
             if not complaint.text or not complaint.text.strip():
                 raise InvalidComplaintError(f"complaint {index} has empty text")
+            problem = unicode_problem(complaint.text)
+            if problem:
+                raise InvalidComplaintError(f"complaint {index}: text {problem}")
+            for key, value in (complaint.metadata or {}).items():
+                problem = unicode_problem(key) or (
+                    unicode_problem(value) if isinstance(value, str) else None
+                )
+                if problem:
+                    raise InvalidComplaintError(
+                        f"complaint {index}: a metadata key or value {problem}"
+                    )
 
         chunks = self.encoder.chunks(
             [c.text for c in complaints], [c.metadata for c in complaints]

@@ -45,6 +45,18 @@ class EncodedBatch:
     text_tokens: np.ndarray
 
 
+def unicode_problem(value: str) -> str | None:
+    """Why `value` cannot be tokenized, or None.
+
+    JSON escapes such as a lone \\ud800 decode to unpaired surrogates, which are not text.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"contains an unpaired surrogate (\\u{ord(value[error.start]):04x}) at character {error.start}; send valid Unicode"
+    return None
+
+
 def load_tokenizer(path: Path) -> Tokenizer:
     """Load a `tokenizer.json` with its own truncation and padding switched off."""
     try:
