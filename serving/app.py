@@ -21,7 +21,7 @@ from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
 from triage.errors import InvalidComplaintError, TriageError
 from triage.scorer import Complaint, Scorer
-from triage.text import unicode_problem
+from triage.text import has_readable_text, unicode_problem
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,12 @@ def _limit_errors(
     errors = []
     for index, item in enumerate(items):
         loc = (*prefix, index) if prefix else ()
-        if not item.text.strip():
+        if not has_readable_text(item.text):
             errors.append(
                 _error(
                     (*loc, "text"),
-                    "text is empty or only whitespace; send the complaint's words",
+                    "text has nothing to read (empty, spaces, control or zero-width characters); "
+                    "send the complaint's words",
                 )
             )
         elif len(item.text) > settings.max_text_chars:
@@ -75,7 +76,10 @@ def _limit_errors(
                 )
             )
         for key, value in metadata.items():
-            if unicode_problem(key):
+            if len(key) > settings.max_metadata_key_chars:
+                problem = f"a metadata key has {len(key)} characters; at most {settings.max_metadata_key_chars}"
+                errors.append(_error((*loc, "metadata"), problem))
+            elif unicode_problem(key):
                 problem = f"a metadata key {unicode_problem(key)}"
                 errors.append(_error((*loc, "metadata"), problem))
             elif isinstance(value, str) and unicode_problem(value):
@@ -159,8 +163,20 @@ def create_app(
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _public_errors(error.errors())}, status_code=422)
+    async def _validation(
+        request: Request, error: RequestValidationError
+    ) -> JSONResponse:
+        detail = _public_errors(error.errors())
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type:
+            detail.insert(
+                0,
+                _error(
+                    (),
+                    f"send the body as JSON with content-type: application/json (got {content_type or 'none'!r})",
+                ),
+            )
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -206,6 +222,18 @@ def create_app(
                         ("items",),
                         f"batch has {len(batch.items)} items; at most {settings.max_batch_items} are "
                         "accepted (TRIAGE_MAX_BATCH_ITEMS)",
+                    )
+                ]
+            )
+        characters = sum(len(item.text) for item in batch.items)
+        if characters > settings.max_batch_chars:
+            raise RequestValidationError(
+                [
+                    _error(
+                        ("items",),
+                        f"batch holds {characters} characters of text; at most "
+                        f"{settings.max_batch_chars} are accepted in one request "
+                        "(TRIAGE_MAX_BATCH_CHARS): split it",
                     )
                 ]
             )

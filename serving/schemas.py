@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import (
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
@@ -14,7 +17,9 @@ from pydantic import (
 
 from triage.scorer import Prediction
 
-MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
+# Scalars only; NaN and infinities are not values a caller means to send.
+FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]
+MetadataValue = StrictStr | StrictInt | FiniteFloat | StrictBool | None
 
 
 class ComplaintIn(BaseModel):

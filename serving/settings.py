@@ -37,7 +37,13 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(
         default=64, ge=1, description="Most complaints in one batch request."
     )
+    max_batch_chars: int = Field(
+        default=500_000,
+        ge=1,
+        description="Most characters in one batch request, all items together: bounds its cost.",
+    )
     max_metadata_keys: int = Field(default=32, ge=0)
+    max_metadata_key_chars: int = Field(default=64, ge=1)
     max_metadata_value_chars: int = Field(default=500, ge=1)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -73,8 +73,8 @@ def _messages(response) -> str:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"text": ""}, "text is empty or only whitespace"),
-        ({"text": "  \n "}, "text is empty or only whitespace"),
+        ({"text": ""}, "text has nothing to read"),
+        ({"text": "  \n "}, "text has nothing to read"),
         ({"text": "x" * 2_001}, "text has 2001 characters; at most 2000"),
         ({"text": 5}, "Input should be a valid string"),
         ({"text": ["a"]}, "Input should be a valid string"),
@@ -211,3 +211,53 @@ def test_errors_do_not_echo_the_complaint(client):
     response = client.post("/v1/triage", json={"text": secret, "colour": secret})
     assert response.status_code == 422
     assert "4111" not in response.text
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200b", "\ufeff", "\u0000" * 10, "\u0001\u0002\u0003", " \t\u200b\n"]
+)
+def test_text_with_nothing_to_read_is_refused(client, text):
+    response = client.post("/v1/triage", json={"text": text})
+    assert response.status_code == 422
+    assert "text has nothing to read" in _messages(response)
+
+
+def test_emoji_and_right_to_left_text_are_scored(client):
+    for text in ["🤬" * 20, "\u05d0\u05e0\u05d9 \u05db\u05d5\u05e2\u05e1", "..."]:
+        assert client.post("/v1/triage", json={"text": text}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_metadata_numbers_are_refused(client, value):
+    body = '{"text": "ok", "metadata": {"amount": ' + value + "}}"
+    response = client.post(
+        "/v1/triage", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_long_metadata_keys_are_refused(client):
+    response = client.post("/v1/triage", json={"text": "ok", "metadata": {"k" * 65: 1}})
+    assert response.status_code == 422
+    assert "a metadata key has 65 characters; at most 64" in _messages(response)
+
+
+def test_batch_character_budget(tiny_bundle, tiny_scorer):
+    settings = Settings(model_dir=tiny_bundle, max_batch_chars=100)
+    with TestClient(create_app(settings, scorer=tiny_scorer)) as small:
+        response = small.post(
+            "/v1/triage/batch", json={"items": [{"text": "x" * 60}, {"text": "y" * 60}]}
+        )
+    assert response.status_code == 422
+    assert "batch holds 120 characters of text; at most 100" in _messages(response)
+
+
+def test_a_body_that_is_not_json_says_which_content_type_to_send(client):
+    response = client.post(
+        "/v1/triage", content="hello", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 422
+    assert (
+        "send the body as JSON with content-type: application/json (got 'text/plain')"
+        in _messages(response)
+    )

@@ -27,7 +27,9 @@ def test_manifest_round_trips(tiny_bundle: Path):
 
 
 def test_missing_directory():
-    with pytest.raises(BundleError, match="is not a directory; set TRIAGE_MODEL_DIR"):
+    with pytest.raises(
+        BundleError, match="is not a directory: pass the path of a bundle"
+    ):
         load_bundle("/nonexistent/bundle")
 
 

@@ -52,3 +52,61 @@ def test_user_errors_are_one_line(arguments, message):
     result = runner.invoke(app, arguments)
     assert result.exit_code == 1
     assert "Error:" in result.output and message in " ".join(result.output.split())
+
+
+def test_duplicate_metadata_keys_are_refused(tiny_bundle):
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "text",
+            "-m",
+            "tags=a",
+            "-m",
+            "tags=b",
+            "--model-dir",
+            str(tiny_bundle),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "--metadata tags given twice" in " ".join(result.output.split())
+
+
+def test_bad_settings_name_the_environment_variable(tiny_bundle, monkeypatch):
+    monkeypatch.setenv("TRIAGE_MODEL_DIR", str(tiny_bundle))
+    monkeypatch.setenv("TRIAGE_ESCALATION_THRESHOLD", "1.5")
+    result = runner.invoke(app, ["score", "text"])
+    assert result.exit_code == 1
+    assert (
+        "TRIAGE_ESCALATION_THRESHOLD: Input should be less than or equal to 1"
+        in " ".join(result.output.split())
+    )
+
+
+def test_serve_refuses_a_missing_bundle_in_one_line():
+    result = runner.invoke(
+        app, ["serve", "--model-dir", "/nonexistent", "--port", "8999"]
+    )
+    assert result.exit_code == 1
+    assert "is not a directory" in result.output and "Traceback" not in result.output
+
+
+def test_serve_refuses_an_impossible_port():
+    result = runner.invoke(app, ["serve", "--port", "99999"])
+    assert result.exit_code == 2
+
+
+def test_training_commands_without_the_training_tools_say_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name.split(".")[0] == "datasets" or name == "training.data":
+            raise ModuleNotFoundError(f"No module named '{name}'", name="datasets")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    result = runner.invoke(app, ["baseline"])
+    assert result.exit_code == 1
+    assert "needs the training tools" in " ".join(result.output.split())

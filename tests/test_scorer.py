@@ -75,7 +75,7 @@ def test_threshold_override(tiny_bundle):
 
 @pytest.mark.parametrize("text", ["", "   \n\t"])
 def test_empty_text_is_refused(tiny_scorer: Scorer, text: str):
-    with pytest.raises(InvalidComplaintError, match="complaint 0 has empty text"):
+    with pytest.raises(InvalidComplaintError, match="complaint 0 has no readable text"):
         tiny_scorer.score([Complaint(text)])
 
 

@@ -199,15 +199,14 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
         raise FileExistsError(
             f"{output} already holds a run: pass --resume, or choose another --output"
         )
-    output.mkdir(parents=True, exist_ok=True)
-
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
 
-    # 1. Data
+    # 1. Data (read before anything is written, so a bad spec leaves no empty run behind)
     spec = load_spec(Path(args.spec))
     data = load_dataset(spec)
+    output.mkdir(parents=True, exist_ok=True)
     train_rows = data.splits["train"]
     if args.max_train_rows and len(train_rows) > args.max_train_rows:
         train_rows = train_rows.shuffle(seed=args.seed).select(

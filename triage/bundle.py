@@ -136,7 +136,8 @@ def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     if not path.is_dir():
         raise BundleError(
-            f"model bundle {path} is not a directory; set TRIAGE_MODEL_DIR to a bundle"
+            f"model bundle {path} is not a directory: pass the path of a bundle such as "
+            "models/default (the server reads it from TRIAGE_MODEL_DIR)"
         )
 
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]

@@ -19,7 +19,12 @@ from triage.aggregate import mean_by_complaint, sigmoid, softmax
 from triage.bundle import Bundle, load_bundle
 from triage.errors import BundleError, InvalidComplaintError
 from triage.lexical import LexicalModel
-from triage.text import ComplaintEncoder, load_tokenizer, unicode_problem
+from triage.text import (
+    ComplaintEncoder,
+    has_readable_text,
+    load_tokenizer,
+    unicode_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +143,10 @@ class Scorer:
         if not complaints:
             raise InvalidComplaintError("no complaints to score")
         for index, complaint in enumerate(complaints):
-            if not complaint.text or not complaint.text.strip():
-                raise InvalidComplaintError(f"complaint {index} has empty text")
+            if not complaint.text or not has_readable_text(complaint.text):
+                raise InvalidComplaintError(
+                    f"complaint {index} has no readable text (empty, spaces or control characters)"
+                )
             problem = unicode_problem(complaint.text)
             if problem:
                 raise InvalidComplaintError(f"complaint {index}: text {problem}")

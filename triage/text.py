@@ -11,6 +11,7 @@ lands in at least one chunk, so nothing is cut. The scorer aggregates the chunks
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,15 @@ def unicode_problem(value: str) -> str | None:
     except UnicodeEncodeError as error:
         return f"contains an unpaired surrogate (\\u{ord(value[error.start]):04x}) at character {error.start}; send valid Unicode"
     return None
+
+
+def has_readable_text(value: str) -> bool:
+    """Whether `value` holds a letter, digit, symbol or punctuation mark.
+
+    Text made only of spaces, control characters, zero-width characters or byte-order marks
+    gives the model nothing to read, and is refused rather than given a meaningless score.
+    """
+    return any(unicodedata.category(ch)[0] in "LNSP" for ch in value)
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

