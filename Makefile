@@ -8,7 +8,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: serve test model lint format clean
+.PHONY: serve test model bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: $(VENV)/.dev
 model: $(VENV)/.dev
 	$(BIN)/triage train --spec data/specs/cfpb.toml --output runs/cfpb
 	$(BIN)/triage export runs/cfpb --output models/default
+
+# Model-level throughput against the transformers pipeline and TF-IDF; writes benchmarks/results/.
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/model_bench.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
