@@ -85,15 +85,30 @@ class LexicalModel:
         metadata: Sequence[Mapping[str, object] | None] | None = None,
     ) -> np.ndarray:
         """Linear outputs of `head` for each text: shape (n, outputs)."""
-        weights = self.heads[head]
+        return self.all_logits(texts, metadata, heads=(head,))[head]
+
+    def all_logits(
+        self,
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, object] | None] | None = None,
+        heads: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Outputs of several heads, featurising each text once."""
+        names = list(heads or self.heads)
         metadata = metadata if metadata is not None else [None] * len(texts)
-        out = np.tile(weights.bias, (len(texts), 1)).astype(np.float64)
+        out = {
+            name: np.tile(self.heads[name].bias, (len(texts), 1)).astype(np.float64)
+            for name in names
+        }
         for row, (text, meta) in enumerate(zip(texts, metadata, strict=True)):
             index, values = self._text_features(text)
-            if len(index):
-                out[row] += values @ weights.term_weights[index]
-            for column in self._metadata_columns(meta):
-                out[row] += weights.metadata_weights[column]
+            columns = self._metadata_columns(meta)
+            for name in names:
+                weights = self.heads[name]
+                if len(index):
+                    out[name][row] += values @ weights.term_weights[index]
+                for column in columns:
+                    out[name][row] += weights.metadata_weights[column]
         return out
 
     def save(self, path: Path) -> None:

@@ -189,28 +189,34 @@ class Scorer:
             merged.get("escalation_logit"),
             merged.get("category_logits"),
         )
+        lexical = self._lexical_logits(complaints)
         return RawScores(
-            escalation=self._blend("escalation", escalation, complaints),
-            category=self._blend("category", category, complaints),
+            escalation=self._blend("escalation", escalation, lexical),
+            category=self._blend("category", category, lexical),
             embedding=merged["embedding"],
             chunks=np.bincount(index, minlength=len(complaints)),
             encoder_escalation=escalation,
             encoder_category=category,
         )
 
+    def _lexical_logits(self, complaints: Sequence[Complaint]) -> dict[str, np.ndarray]:
+        """The lexical model's outputs for the heads the bundle blends, featurised once."""
+        blend = self.bundle.manifest.blend or {}
+        if self.lexical is None or not blend:
+            return {}
+        heads = [head for head in blend if head in self.lexical.heads]
+        texts, metadata = [c.text for c in complaints], [c.metadata for c in complaints]
+        return self.lexical.all_logits(texts, metadata, heads=heads)
+
     def _blend(
-        self, head: str, logits: np.ndarray | None, complaints: Sequence[Complaint]
+        self, head: str, logits: np.ndarray | None, lexical: dict[str, np.ndarray]
     ) -> np.ndarray | None:
         blend = (self.bundle.manifest.blend or {}).get(head)
-        if logits is None or blend is None or self.lexical is None:
+        if logits is None or blend is None or head not in lexical:
             return logits
-        lexical = self.lexical.logits(
-            head, [c.text for c in complaints], [c.metadata for c in complaints]
-        )
-        if head == "escalation":
-            lexical = lexical[:, 0]
+        other = lexical[head][:, 0] if head == "escalation" else lexical[head]
         w = blend.encoder_weight
-        return w * logits / blend.encoder_temperature + (1.0 - w) * lexical
+        return w * logits / blend.encoder_temperature + (1.0 - w) * other
 
     def probabilities(
         self, complaints: Sequence[Complaint]
