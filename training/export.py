@@ -391,17 +391,13 @@ def calibrate(
 
 
 def _write_bundle_files(
-    folder: Path,
-    graph: Path,
-    run: Path,
-    manifest: Manifest,
-    lexical: LexicalModel | None,
+    folder: Path, graph: Path, run: Path, manifest: Manifest, lexical_file: Path | None
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(graph, folder / MODEL_FILE)
     shutil.copy(run / TOKENIZER_FILE, folder / TOKENIZER_FILE)
-    if lexical is not None and manifest.blend:
-        lexical.save(folder / LEXICAL_FILE)
+    if lexical_file is not None:
+        shutil.copy(lexical_file, folder / LEXICAL_FILE)
     write_manifest(folder, manifest)
 
 
@@ -486,8 +482,12 @@ def export_run(
         # 5. Gate: torch vs fp32, then fp32 vs int8 as served
         staging = output.with_name(output.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
-        _write_bundle_files(staging, int8, run, manifest, lexical_model)
-        _write_bundle_files(scratch / "fp32-bundle", fp32, run, manifest, lexical_model)
+        lexical_file = None
+        if manifest.blend:
+            lexical_file = scratch / LEXICAL_FILE
+            lexical_model.save(lexical_file)
+        _write_bundle_files(staging, int8, run, manifest, lexical_file)
+        _write_bundle_files(scratch / "fp32-bundle", fp32, run, manifest, lexical_file)
         try:
             agreement = int8_agreement(
                 Scorer(load_bundle(scratch / "fp32-bundle")),
