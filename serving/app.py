@@ -1,29 +1,51 @@
-"""The FastAPI application: scoring routes and health checks.
+"""The FastAPI application: scoring, cases, the review page and health checks.
 
-Run it with ``triage serve`` (uvicorn). The model loads in the app's lifespan, never at import,
-so importing this module is cheap and the process never imports torch.
+Run it with ``triage serve`` (uvicorn). The model and the database open in the app's lifespan,
+never at import, so importing this module is cheap and the process never imports torch.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 
+from serving import cases_api, review
+from serving.auth import KeyRing, Principal
+from serving.cases import CaseRecord, record_cases
+from serving.db.engine import Database
+from serving.deps import Caller, DatabaseUnavailable, database_reason
 from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
 from triage.errors import InvalidComplaintError, TriageError
-from triage.scorer import Complaint, Scorer
+from triage.redaction import Redactor
+from triage.scorer import Complaint, Prediction, Scorer
 from triage.text import has_readable_text, unicode_problem
 
 logger = logging.getLogger(__name__)
+
+
+# The page loads only its own files, cannot be framed, and leaks no URLs to other sites.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 
 
 class ModelNotReady(Exception):
@@ -123,6 +145,67 @@ def _public_errors(errors: Sequence[dict]) -> list[dict]:
     ]
 
 
+def open_database(settings: Settings) -> Database:
+    """The cases database, migrated to the current schema when TRIAGE_AUTO_MIGRATE is on."""
+    database = Database(settings.resolved_database_url)
+    if settings.auto_migrate:
+        database.upgrade()
+    logger.info("cases database: %s", database.url.render_as_string(hide_password=True))
+    return database
+
+
+def store_cases(
+    app: FastAPI,
+    items: Sequence[ComplaintIn],
+    predictions: Sequence[Prediction],
+    principal: Principal | None,
+    results: list[TriageOut],
+) -> None:
+    """Store the items that asked to be recorded, all in one transaction.
+
+    A database failure does not fail the request: the predictions are still answered, with
+    `recorded: false` and the reason, so call software keeps getting scores.
+    """
+    wanted = [i for i, item in enumerate(items) if item.wants_record]
+    if not wanted:
+        return
+    records = [
+        CaseRecord(items[i].case_id, items[i].text, items[i].metadata, predictions[i])
+        for i in wanted
+    ]
+    database: Database = app.state.database
+    try:
+        case_ids = _record_with_retry(database, records, app.state.redactor, principal)
+    except SQLAlchemyError as error:
+        reason = database_reason(error)
+        logger.warning("could not store %d cases: %s", len(records), reason)
+        for i in wanted:
+            results[i].case_id = items[i].case_id
+            results[i].record_error = f"the case was not stored: {reason}"
+        return
+    for i, case_id in zip(wanted, case_ids, strict=True):
+        results[i].case_id, results[i].recorded = case_id, True
+
+
+def _record_with_retry(
+    database: Database,
+    records: list[CaseRecord],
+    redactor: Redactor | None,
+    principal: Principal | None,
+) -> list[str]:
+    # Two requests creating the same new case id race on its primary key; the loser's
+    # second attempt finds the case and adds its prediction to it.
+    for attempt in (1, 2):
+        try:
+            with database.session() as session, session.begin():
+                return record_cases(session, records, redactor, principal)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            logger.debug("case id collision while storing; retrying once")
+    raise AssertionError("unreachable")
+
+
 def create_app(
     settings: Settings | None = None, scorer: Scorer | None = None
 ) -> FastAPI:
@@ -131,6 +214,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = open_database(settings)
+        app.state.keyring = KeyRing(app.state.database, settings.key_cache_seconds)
         if scorer is not None:
             app.state.scorer = scorer
         else:
@@ -146,6 +231,7 @@ def create_app(
         logger.info("serving model %s", app.state.scorer.version)
         yield
         app.state.scorer = None
+        app.state.database.dispose()
 
     app = FastAPI(
         title="triage",
@@ -155,6 +241,54 @@ def create_app(
     )
     app.state.scorer = None
     app.state.settings = settings
+    app.state.redactor = Redactor(settings.redact_kinds) if settings.redact else None
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=_session_secret(settings),
+        session_cookie="triage_session",
+        max_age=12 * 3600,
+        same_site="strict",
+        https_only=settings.secure_cookies,
+    )
+    app.mount("/static", StaticFiles(directory=review.STATIC), name="static")
+    app.include_router(cases_api.router)
+    app.include_router(review.router)
+
+    @app.middleware("http")
+    async def _page_headers(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith(("/review", "/static")):
+            response.headers.update(PAGE_HEADERS)
+        return response
+
+    @app.exception_handler(review.SignInRequired)
+    async def _sign_in(request: Request, _: review.SignInRequired) -> Response:
+        target = request.url.path + (
+            f"?{request.url.query}" if request.url.query else ""
+        )
+        return RedirectResponse(
+            f"/review/sign-in?next={quote(target, safe='')}", status_code=303
+        )
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database_unavailable(
+        _: Request, error: DatabaseUnavailable
+    ) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": f"the cases database is unavailable ({error.reason}); retry later"
+            },
+            status_code=503,
+        )
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(_: Request, error: SQLAlchemyError) -> JSONResponse:
+        reason = database_reason(error)
+        logger.error("database error: %s", reason)
+        return JSONResponse(
+            {"detail": f"the cases database failed ({reason}); retry later"},
+            status_code=503,
+        )
 
     @app.exception_handler(ModelNotReady)
     async def _not_ready(_: Request, __: ModelNotReady) -> JSONResponse:
@@ -194,7 +328,10 @@ def create_app(
         return JSONResponse({"detail": [_error((), str(error))]}, status_code=422)
 
     def score(
-        items: Sequence[ComplaintIn], scorer: Scorer, prefix: tuple
+        items: Sequence[ComplaintIn],
+        scorer: Scorer,
+        prefix: tuple,
+        principal: Principal | None = None,
     ) -> list[TriageOut]:
         errors = _limit_errors(items, settings, prefix)
         if errors:
@@ -205,15 +342,19 @@ def create_app(
             len(items),
             sum(p.chunks for p in predictions),
         )
-        return [TriageOut.from_prediction(p) for p in predictions]
+        results = [TriageOut.from_prediction(p) for p in predictions]
+        store_cases(app, items, predictions, principal, results)
+        return results
 
-    @app.post("/v1/triage", response_model=TriageOut)
-    def triage(complaint: ComplaintIn, scorer: ScorerDep) -> TriageOut:
-        """Score one complaint."""
-        return score([complaint], scorer, ())[0]
+    @app.post("/v1/triage", response_model=TriageOut, tags=["scoring"])
+    def triage(
+        complaint: ComplaintIn, scorer: ScorerDep, principal: Caller
+    ) -> TriageOut:
+        """Score one complaint; with `case_id` or `record: true`, also store it as a case."""
+        return score([complaint], scorer, (), principal)[0]
 
-    @app.post("/v1/triage/batch", response_model=BatchOut)
-    def triage_batch(batch: BatchIn, scorer: ScorerDep) -> BatchOut:
+    @app.post("/v1/triage/batch", response_model=BatchOut, tags=["scoring"])
+    def triage_batch(batch: BatchIn, scorer: ScorerDep, principal: Caller) -> BatchOut:
         """Score several complaints; one invalid item rejects the whole batch."""
         if len(batch.items) > settings.max_batch_items:
             raise RequestValidationError(
@@ -237,14 +378,14 @@ def create_app(
                     )
                 ]
             )
-        return BatchOut(results=score(batch.items, scorer, ("items",)))
+        return BatchOut(results=score(batch.items, scorer, ("items",), principal))
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=ReadyOut)
+    @app.get("/readyz", response_model=ReadyOut, tags=["health"])
     def readyz(request: Request) -> JSONResponse:
         """200 once the model is loaded, with what is serving; 503 before."""
         loaded: Scorer | None = request.app.state.scorer
@@ -261,8 +402,20 @@ def create_app(
             "escalation_label": manifest.escalation_proxy,
             "metadata_keys": manifest.metadata_keys,
             "max_tokens": manifest.max_tokens,
+            "database": request.app.state.database.backend,
+            "redaction": settings.redact_kinds if settings.redact else [],
         }
         body = ReadyOut(status="ready", model_version=loaded.version, details=details)
         return JSONResponse(body.model_dump())
 
     return app
+
+
+def _session_secret(settings: Settings) -> str:
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value()
+    logger.info(
+        "TRIAGE_SESSION_SECRET is not set: review page sign-ins last until the process "
+        "restarts"
+    )
+    return secrets.token_urlsafe(32)

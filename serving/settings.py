@@ -5,11 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from triage.redaction import KINDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+DEFAULT_DATA_DIR = REPO_ROOT / "var"
 
 
 class Settings(BaseSettings):
@@ -46,6 +49,70 @@ class Settings(BaseSettings):
     max_metadata_key_chars: int = Field(default=64, ge=1)
     max_metadata_value_chars: int = Field(default=500, ge=1)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Where the default SQLite database and the local key file live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the cases database, e.g. "
+        "postgresql+psycopg://user@host:5432/triage; default a SQLite file in data_dir.",
+    )
+    auto_migrate: bool = Field(
+        default=True, description="Apply database migrations when the service starts."
+    )
+    scoring_requires_key: bool = Field(
+        default=True,
+        description="Scoring needs a caller key; false opens the scoring routes to anyone "
+        "who can reach the port.",
+    )
+    key_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a checked key is remembered; a revoked key stops working "
+        "within this time.",
+    )
+    redact: bool = Field(
+        default=True,
+        description="Redact personal data (emails, phones, card, social security and "
+        "account numbers) from complaints and outcomes before storing them.",
+    )
+    redact_kinds: list[str] = Field(
+        default=list(KINDS),
+        description="Which kinds to redact, as a JSON list.",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the review page's session cookie; unset, a random secret is "
+        "made at start and sign-ins end when the process restarts.",
+    )
+    secure_cookies: bool = Field(
+        default=False,
+        description="Send the session cookie over HTTPS only (set behind TLS).",
+    )
+    explain_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Time budget for working out why a case was flagged.",
+    )
+
+    @field_validator("redact_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; choose from {list(KINDS)}")
+        return kinds
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'triage.sqlite3'}"
+
+    @property
+    def local_key_path(self) -> Path:
+        return self.data_dir / "local-admin.key"
 
 
 @lru_cache

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Apps built by tests keep their default SQLite database and key file out of the checkout.
+os.environ["TRIAGE_DATA_DIR"] = tempfile.mkdtemp(prefix="triage-test-data-")
+POSTGRES_URL = os.environ.get(
+    "TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CFPB_2023 = REPO / "data" / "cfpb" / "complaints_2023_with_narrative.csv.gz"
@@ -111,6 +118,83 @@ def tiny_scorer(tiny_bundle: Path):
 
 
 @pytest.fixture(scope="session")
+def flagging_scorer(tiny_bundle: Path):
+    """The tiny model with threshold 0: every complaint it scores is flagged."""
+    from triage.scorer import Scorer
+
+    return Scorer(tiny_bundle, threads=1, threshold=0.0)
+
+
+@pytest.fixture(scope="session")
 def real_complaints() -> list[str]:
     frame = pd.read_csv(CFPB_2023, dtype=str, keep_default_na=False)
     return frame["complaint_what_happened"].head(40).tolist()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """A connection to the PostgreSQL server the storage tests create databases on.
+
+    An unreachable server fails the run: the storage tests must pass on both backends.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({error.orig}); the storage "
+            "tests run on it too: start it or point TRIAGE_TEST_POSTGRES_URL at one"
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path):
+    """An empty database of each backend: a SQLite file, or a PostgreSQL database made
+    for this test and dropped after it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+        return
+
+    from sqlalchemy import text
+
+    admin = request.getfixturevalue("postgres_admin")
+    name = f"triage_test_{secrets.token_hex(6)}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database(database_url: str):
+    from serving.db.engine import Database
+
+    database = Database(database_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def add_key(app, role: str, name: str | None = None) -> str:
+    """Create a key of `role` in a running app's database and return it."""
+    from serving.auth import create_key
+
+    with app.state.database.session() as session, session.begin():
+        _, key = create_key(session, name or f"test {role}", role)
+    return key
+
+
+def authorise(client, role: str = "caller", name: str | None = None) -> str:
+    """Give a TestClient (inside its lifespan) a fresh key of `role`; returns the key."""
+    key = add_key(client.app, role, name)
+    client.headers["Authorization"] = f"Bearer {key}"
+    return key

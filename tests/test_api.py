@@ -7,12 +7,14 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.settings import Settings
+from tests.conftest import authorise
 
 
 @pytest.fixture(scope="module")
 def client(tiny_bundle, tiny_scorer):
     settings = Settings(model_dir=tiny_bundle, max_text_chars=2_000, max_batch_items=5)
     with TestClient(create_app(settings, scorer=tiny_scorer)) as client:
+        authorise(client)
         yield client
 
 
@@ -28,7 +30,11 @@ def test_triage_returns_the_documented_shape(client):
         "model_version",
         "chunks",
         "ignored_metadata",
+        "case_id",
+        "recorded",
+        "record_error",
     }
+    assert body["recorded"] is False and body["case_id"] is None
     assert set(body["escalation"]) == {"probability", "flagged", "threshold"}
     assert set(body["category"]) == {"label", "probability", "top"}
     assert body["model_version"] == "tiny-test" and body["chunks"] == 1
@@ -163,6 +169,7 @@ def test_a_broken_bundle_stops_startup_with_its_path(tmp_path):
 
 def test_category_only_bundle_returns_null_escalation(tiny_category_bundle):
     with TestClient(create_app(Settings(model_dir=tiny_category_bundle))) as client:
+        authorise(client)
         body = client.post(
             "/v1/triage", json={"text": "My card was charged twice."}
         ).json()
@@ -245,6 +252,7 @@ def test_long_metadata_keys_are_refused(client):
 def test_batch_character_budget(tiny_bundle, tiny_scorer):
     settings = Settings(model_dir=tiny_bundle, max_batch_chars=100)
     with TestClient(create_app(settings, scorer=tiny_scorer)) as small:
+        authorise(small)
         response = small.post(
             "/v1/triage/batch", json={"items": [{"text": "x" * 60}, {"text": "y" * 60}]}
         )

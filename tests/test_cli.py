@@ -11,11 +11,12 @@ from triage_cli.main import app
 
 runner = CliRunner()
 COMMANDS = ["train", "export", "evaluate", "baseline", "score", "serve"]
+COMMANDS += ["keys create", "keys list", "keys revoke", "keys local", "db upgrade"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example: triage " + command in " ".join(result.output.split())
 
@@ -110,3 +111,51 @@ def test_training_commands_without_the_training_tools_say_how_to_install(monkeyp
     result = runner.invoke(app, ["baseline"])
     assert result.exit_code == 1
     assert "needs the training tools" in " ".join(result.output.split())
+
+
+def test_keys_create_list_and_revoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    created = runner.invoke(
+        app, ["keys", "create", "--role", "manager", "--name", "Dana"]
+    )
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("trg_")
+
+    listed = runner.invoke(app, ["keys", "list"])
+    assert "Dana" in listed.stdout and "manager" in listed.stdout
+    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+
+    assert runner.invoke(app, ["keys", "revoke", "1"]).exit_code == 0
+    missing = runner.invoke(app, ["keys", "revoke", "99"])
+    assert missing.exit_code == 1 and "no key with id 99" in missing.output
+
+
+def test_keys_refuse_an_unknown_role(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    result = runner.invoke(app, ["keys", "create", "--role", "boss", "--name", "x"])
+    assert result.exit_code == 1
+    assert "unknown role 'boss'; choose one of caller, manager, admin" in result.output
+
+
+def test_local_key_is_created_once_and_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    first = runner.invoke(app, ["keys", "local"])
+    assert first.exit_code == 0, first.output
+    path = tmp_path / "local-admin.key"
+    assert "Created a local admin key" in first.output and str(path) in first.output
+    assert path.stat().st_mode & 0o777 == 0o600
+    key = path.read_text()
+
+    again = runner.invoke(app, ["keys", "local"])
+    assert "Your local admin key is" in again.output and path.read_text() == key
+
+
+def test_an_unreachable_database_is_one_line(monkeypatch):
+    monkeypatch.setenv(
+        "TRIAGE_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "Error: the cases database failed (OperationalError" in result.output
+    assert "TRIAGE_DATABASE_URL" in result.output

@@ -7,6 +7,7 @@ the bundle and the data in the repo, and the real server is started and asked ov
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -97,9 +98,20 @@ def _free_port() -> int:
 def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb, tmp_path):
     port = _free_port()
     triage = Path(sys.executable).with_name("triage")
+    env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path)}
+    created = subprocess.run(
+        [str(triage), "keys", "create", "--role", "caller", "--name", "e2e"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [str(triage), "serve", "--port", str(port)],
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -116,13 +128,17 @@ def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb, tmp
 
         row = cfpb.splits["test"][0]
         response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/triage", json={"text": row["text"]}, timeout=30
+            f"http://127.0.0.1:{port}/v1/triage",
+            json={"text": row["text"], "case_id": "e2e-1"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
         )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["model_version"] == bundle.version
         assert 0 < body["escalation"]["probability"] < 1
         assert body["category"]["label"] in bundle.manifest.categories
+        assert body["recorded"] is True and body["case_id"] == "e2e-1"
 
         maps = Path(f"/proc/{server.pid}/maps").read_text()
         assert "libtorch" not in maps and "torch/lib" not in maps

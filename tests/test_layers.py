@@ -17,6 +17,10 @@ FORBIDDEN = {
         "transformers",
         "datasets",
         "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "alembic",
+        "jinja2",
     },
     "serving": {"training", "triage_cli", "torch", "transformers", "datasets"},
 }

@@ -1,4 +1,5 @@
-"""The serving process never imports torch or transformers, at startup or on a request."""
+"""The serving process never imports torch or transformers: at startup, scoring and
+recording a case, explaining it, or rendering the review page."""
 
 from __future__ import annotations
 
@@ -11,15 +12,29 @@ PROBE = """
 import json, sys
 from fastapi.testclient import TestClient
 from serving.app import create_app
+from serving.auth import create_key
 with TestClient(create_app()) as client:
-    status = client.post("/v1/triage", json={"text": "I was charged twice."}).status_code
+    with client.app.state.database.session() as session, session.begin():
+        _, key = create_key(session, "probe", "admin")
+    client.headers["Authorization"] = f"Bearer {key}"
+    body = {"text": "I was charged twice.", "case_id": "probe-1"}
+    codes = [
+        client.post("/v1/triage", json=body).status_code,
+        client.get("/v1/cases/probe-1/explanation").status_code,
+        client.get("/review/sign-in").status_code,
+    ]
+    status = 200 if codes == [200, 200, 200] else codes
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "datasets", "training"))
 print(json.dumps({"status": status, "heavy": heavy}))
 """
 
 
-def test_serving_imports_no_torch(tiny_bundle):
-    env = {**os.environ, "TRIAGE_MODEL_DIR": str(tiny_bundle)}
+def test_serving_imports_no_torch(tiny_bundle, tmp_path):
+    env = {
+        **os.environ,
+        "TRIAGE_MODEL_DIR": str(tiny_bundle),
+        "TRIAGE_DATA_DIR": str(tmp_path),
+    }
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
         env=env,

@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from triage.errors import TriageError
 
@@ -26,6 +27,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+keys_app = typer.Typer(
+    help="API keys: create, list and revoke (stored as hashes).", no_args_is_help=True
+)
+db_app = typer.Typer(help="The cases database.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 console = Console(stderr=True)
 DEFAULT_SPEC = Path("data/specs/cfpb.toml")
 
@@ -88,6 +95,15 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except ValidationError as error:
             console.print(
                 f"[red]Error:[/red] {_settings_message(error)}", highlight=False
+            )
+            raise typer.Exit(1) from None
+        except SQLAlchemyError as error:
+            from serving.deps import database_reason
+
+            console.print(
+                f"[red]Error:[/red] the cases database failed ({database_reason(error)}); "
+                "check TRIAGE_DATABASE_URL",
+                highlight=False,
             )
             raise typer.Exit(1) from None
         except (
@@ -346,8 +362,133 @@ def serve(
         settings.model_dir
     )  # a missing or broken bundle fails here, in one line
     _configure_logging(settings.log_level)
+    console.print(
+        f"Review page: http://{host}:{port}/review · API docs: http://{host}:{port}/docs",
+        highlight=False,
+    )
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.log_level.lower()
+    )
+
+
+def _database():
+    """The configured cases database, migrated (keys live there too)."""
+    from serving.db.engine import Database
+    from serving.settings import Settings
+
+    database = Database(Settings().resolved_database_url)
+    database.upgrade()
+    return database
+
+
+@db_app.command("upgrade")
+@_user_errors
+def db_upgrade() -> None:
+    """Apply the database migrations (the service also does this when it starts).
+
+    Example: triage db upgrade (set TRIAGE_DATABASE_URL for PostgreSQL, e.g.
+    postgresql+psycopg://triage@db.internal:5432/triage)
+    """
+    _configure_logging("WARNING")
+    database = _database()
+    console.print(
+        f"{database.url.render_as_string(hide_password=True)} is up to date",
+        highlight=False,
+    )
+
+
+@keys_app.command("create")
+@_user_errors
+def keys_create(
+    role: Annotated[
+        str, typer.Option(help="caller (scoring), manager (cases, review) or admin.")
+    ],
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+) -> None:
+    """Create a key and print it once; only its hash is stored.
+
+    Example: triage keys create --role manager --name "Dana Reyes"
+    """
+    from serving.auth import create_key
+
+    _configure_logging("WARNING")
+    database = _database()
+    with database.session() as session, session.begin():
+        row, key = create_key(session, name, role)
+        key_id = row.id
+    console.print(
+        f"Created {role} key {key_id} ({name.strip()}). It is shown only now; keep it "
+        "somewhere safe:",
+        highlight=False,
+    )
+    typer.echo(key)
+
+
+@keys_app.command("list")
+@_user_errors
+def keys_list() -> None:
+    """List keys (never the keys themselves).
+
+    Example: triage keys list
+    """
+    from sqlalchemy import select
+
+    from serving.db.models import ApiKey
+
+    _configure_logging("WARNING")
+    with _database().session() as session:
+        rows = session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+    table = Table("id", "name", "role", "prefix", "created", "revoked")
+    for row in rows:
+        revoked = row.revoked_at.strftime("%Y-%m-%d %H:%M") if row.revoked_at else ""
+        table.add_row(
+            str(row.id),
+            row.name,
+            row.role,
+            row.prefix,
+            row.created_at.strftime("%Y-%m-%d %H:%M"),
+            revoked,
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+@_user_errors
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by its id (from `triage keys list`).
+
+    Example: triage keys revoke 3
+    """
+    from serving.auth import revoke_key
+
+    _configure_logging("WARNING")
+    with _database().session() as session, session.begin():
+        if revoke_key(session, key_id) is None:
+            raise ValueError(f"no key with id {key_id}; `triage keys list` shows them")
+    console.print(f"Revoked key {key_id}.", highlight=False)
+
+
+@keys_app.command("local")
+@_user_errors
+def keys_local() -> None:
+    """Make sure a local admin key exists in a file only you can read, and say where.
+
+    Example: triage keys local
+    """
+    from serving.auth import ensure_local_key
+    from serving.settings import Settings
+
+    _configure_logging("WARNING")
+    path = Settings().local_key_path
+    _, created = ensure_local_key(_database(), path)
+    state = "Created a local admin key" if created else "Your local admin key is"
+    console.print(
+        f"{state} in {path} (readable only by you). Score with:\n"
+        f'  curl -H "Authorization: Bearer $(cat {path})" '
+        "-H 'content-type: application/json' "
+        """-d '{"text": "I was charged twice"}' http://127.0.0.1:8000/v1/triage""",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -1,0 +1,1 @@
+"""The cases database: tables, the engine and its migrations."""

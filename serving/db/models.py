@@ -1,0 +1,193 @@
+"""Tables of the cases database.
+
+These are storage models, kept apart from the HTTP schemas in `serving.schemas`. Every change
+to them needs an Alembic migration under `serving/db/migrations/versions/`; a test compares
+the migrated schema with these models on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+CASE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+ROLES = ("caller", "manager", "admin")
+OPEN, RESOLVED = "open", "resolved"
+
+# Constraint names are fixed so migrations name them the same on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return (
+            value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ApiKey(Base):
+    """A key a caller presents as `Authorization: Bearer <key>`; only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Case(Base):
+    """A stored complaint with its predictions over time and its outcome.
+
+    The latest prediction is copied onto the case (`escalation_probability`, `flagged`,
+    `category`, `model_version`) so the review queue filters and sorts on one table.
+    """
+
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    complaint_metadata: Mapped[dict | None] = mapped_column(
+        "metadata", JSON, nullable=True
+    )
+    redactions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=OPEN)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(200))
+    escalation_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id"), nullable=True
+    )
+
+    predictions: Mapped[list[CasePrediction]] = relationship(
+        back_populates="case",
+        order_by="CasePrediction.id",
+        cascade="all, delete-orphan",
+    )
+    outcomes: Mapped[list[Outcome]] = relationship(
+        back_populates="case", order_by="Outcome.revision", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_cases_queue", "status", "flagged", "escalation_probability"),
+        Index("ix_cases_created_at", "created_at"),
+    )
+
+
+class CasePrediction(Base):
+    """What one model version said about a case's text at one time."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    model_version: Mapped[str] = mapped_column(String(200))
+    escalation_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    category_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    top_categories: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    chunks: Mapped[int] = mapped_column(Integer)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="predictions")
+
+
+class Outcome(Base):
+    """One revision of what really happened, as a manager recorded it.
+
+    A correction adds a revision; `changed` lists the fields it changed, so the history says
+    who changed what and when. The highest revision is the case's current outcome.
+    """
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    revision: Mapped[int] = mapped_column(Integer)
+    escalated: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str] = mapped_column(String(200))
+    root_cause: Mapped[str] = mapped_column(Text, default="")
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    lesson: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(String(200))
+    reviewer_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id"), nullable=True
+    )
+    changed: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="outcomes")
+
+    __table_args__ = (UniqueConstraint("case_id", "revision"),)
+
+
+class CachedExplanation(Base):
+    """Why a case was flagged, computed once per text and model version."""
+
+    __tablename__ = "explanations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(200))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("case_id", "model_version", "text_sha256"),)
