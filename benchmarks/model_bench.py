@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_details
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -36,40 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "model_bench.json"
 
 
 def machine() -> dict:
-    import onnxruntime
-    import sklearn
-    import torch
-    import transformers
-
-    info = {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        info["cpu"] = next(
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo
-            if line.startswith("model name")
-        )
-        flags = next(
-            line.split(":", 1)[1].split()
-            for line in cpuinfo
-            if line.startswith("flags")
-        )
-        info["cpu_flags"] = sorted(
-            f for f in flags if f.startswith(("avx", "fma", "sse4", "amx", "vnni"))
-        )
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    info["versions"] = {
-        "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-    return info
+    return machine_details(["onnxruntime", "torch", "transformers", "scikit-learn"])
 
 
 def load_texts(n: int) -> tuple[list[str], list[str], list[int]]:

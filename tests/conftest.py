@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -198,3 +200,24 @@ def authorise(client, role: str = "caller", name: str | None = None) -> str:
     key = add_key(client.app, role, name)
     client.headers["Authorization"] = f"Bearer {key}"
     return key
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(base: str, log: Path, seconds: float = 60) -> None:
+    """Wait for a server started by a test to answer /readyz; fail with its log if it never does."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"the server was not ready in {seconds:.0f} s:\n{log.read_text()}")

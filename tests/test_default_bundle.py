@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT_BUNDLE, REPO
+from tests.conftest import DEFAULT_BUNDLE, REPO, free_port, wait_ready
 from triage.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
@@ -89,14 +87,8 @@ def test_model_beats_chance_by_a_margin_on_real_complaints(bundle):
     assert model["category"]["macro_f1"] > 0.6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb, tmp_path):
-    port = _free_port()
+    port = free_port()
     triage = Path(sys.executable).with_name("triage")
     env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path)}
     created = subprocess.run(
@@ -116,15 +108,7 @@ def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb, tmp
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"not ready in 60 s:\n{(tmp_path / 'server.log').read_text()}")
+        wait_ready(f"http://127.0.0.1:{port}", tmp_path / "server.log")
 
         row = cfpb.splits["test"][0]
         response = httpx.post(

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from serving.cases import get_case
 from serving.db.engine import Database
+from tests.conftest import free_port, wait_ready
 
 CHROMIUM = os.environ.get("TRIAGE_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps trying to reach Google's hosts, which this
@@ -32,12 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 HOSTILE = "Charged twice <img src=x onerror=\"document.title='pwned'\"> and no refund."
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -63,31 +56,19 @@ def server(tiny_bundle, tmp_path):
         "caller": cli("keys", "create", "--role", "caller", "--name", "call software"),
         "manager": cli("keys", "create", "--role", "manager", "--name", "Dana Reyes"),
     }
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
         [triage, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, tmp_path / "server.log")
+        wait_ready(base, tmp_path / "server.log")
         yield base, keys, f"sqlite:///{tmp_path / 'triage.sqlite3'}"
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
-
-
-def _wait_ready(base: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"the server was not ready in 60 s:\n{log.read_text()}")
 
 
 def test_a_manager_reviews_a_flagged_case_in_the_browser(

@@ -481,6 +481,8 @@ def keys_local() -> None:
     _configure_logging("WARNING")
     path = Settings().local_key_path
     _, created = ensure_local_key(_database(), path)
+    if path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
     state = "Created a local admin key" if created else "Your local admin key is"
     console.print(
         f"{state} in {path} (readable only by you). Score with:\n"

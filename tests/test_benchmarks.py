@@ -1,0 +1,32 @@
+"""Each benchmark script runs end to end on tiny input (a smoke test: no timing is checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_explain_benchmark_writes_its_report(tiny_bundle, tmp_path):
+    output = tmp_path / "explain.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "explain_bench.py"),
+            "--complaints",
+            "3",
+            "--bundle",
+            str(tiny_bundle),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(output.read_text())
+    assert report["all"]["complaints"] == 3 and report["bundle"] == "tiny-test"
+    assert report["machine"]["versions"]["onnxruntime"]
