@@ -6,6 +6,7 @@ never at import, so importing this module is cheap and the process never imports
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -13,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -22,11 +23,12 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from serving import cases_api, review
+from serving import cases_api, models_api, review
 from serving.auth import KeyRing, Principal
-from serving.cases import CaseRecord, record_cases
+from serving.cases import CaseRecord, record_cases, record_shadow
 from serving.db.engine import Database
 from serving.deps import Caller, DatabaseUnavailable, database_reason
+from serving.holder import ModelHolder
 from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
 from triage.errors import InvalidComplaintError, TriageError
@@ -206,6 +208,39 @@ def _record_with_retry(
     raise AssertionError("unreachable")
 
 
+def shadow_score(
+    app: FastAPI,
+    shadow: Scorer,
+    items: Sequence[ComplaintIn],
+    predictions: Sequence[Prediction],
+    results: Sequence[TriageOut],
+) -> None:
+    """Score the request again with the challenger and store both answers; after the
+    response, so the caller never waits for it. Failures are logged, never raised."""
+    try:
+        challenged = shadow.score([Complaint(i.text, i.metadata) for i in items])
+        with app.state.database.session() as session, session.begin():
+            record_shadow(session, items, predictions, challenged, results)
+    except (TriageError, SQLAlchemyError) as error:
+        reason = database_reason(error) if isinstance(error, SQLAlchemyError) else error
+        logger.warning("shadow scoring with %s failed: %s", shadow.version, reason)
+
+
+def _holder_status(app: FastAPI) -> dict:
+    status = app.state.holder.status
+    return {
+        "last_check_at": status.last_check_at.isoformat()
+        if status.last_check_at
+        else None,
+        "last_swap_at": status.last_swap_at.isoformat()
+        if status.last_swap_at
+        else None,
+        "last_error": status.last_error,
+        "shadow_version": status.shadow_version,
+        "poll_seconds": app.state.settings.registry_poll_seconds,
+    }
+
+
 def create_app(
     settings: Settings | None = None, scorer: Scorer | None = None
 ) -> FastAPI:
@@ -216,21 +251,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = open_database(settings)
         app.state.keyring = KeyRing(app.state.database, settings.key_cache_seconds)
-        if scorer is not None:
-            app.state.scorer = scorer
-        else:
-            try:
-                app.state.scorer = Scorer(
-                    settings.model_dir,
-                    threads=settings.threads,
-                    threshold=settings.escalation_threshold,
-                )
-            except TriageError as error:
-                logger.error("cannot load the model: %s", error)
-                raise
+        holder = app.state.holder = ModelHolder(app, settings)
+        try:
+            holder.start(injected=scorer)
+        except TriageError as error:
+            logger.error("cannot load the model: %s", error)
+            raise
         logger.info("serving model %s", app.state.scorer.version)
+        watcher = asyncio.create_task(holder.watch())
         yield
-        app.state.scorer = None
+        watcher.cancel()
+        app.state.scorer = app.state.shadow = None
         app.state.database.dispose()
 
     app = FastAPI(
@@ -239,7 +270,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.scorer = None
+    app.state.scorer = app.state.shadow = None
     app.state.settings = settings
     app.state.redactor = Redactor(settings.redact_kinds) if settings.redact else None
     app.add_middleware(
@@ -252,6 +283,7 @@ def create_app(
     )
     app.mount("/static", StaticFiles(directory=review.STATIC), name="static")
     app.include_router(cases_api.router)
+    app.include_router(models_api.router)
     app.include_router(review.router)
 
     @app.middleware("http")
@@ -331,7 +363,8 @@ def create_app(
         items: Sequence[ComplaintIn],
         scorer: Scorer,
         prefix: tuple,
-        principal: Principal | None = None,
+        principal: Principal | None,
+        background: BackgroundTasks,
     ) -> list[TriageOut]:
         errors = _limit_errors(items, settings, prefix)
         if errors:
@@ -344,17 +377,29 @@ def create_app(
         )
         results = [TriageOut.from_prediction(p) for p in predictions]
         store_cases(app, items, predictions, principal, results)
+        if app.state.shadow is not None:
+            background.add_task(
+                shadow_score, app, app.state.shadow, items, predictions, results
+            )
         return results
 
     @app.post("/v1/triage", response_model=TriageOut, tags=["scoring"])
     def triage(
-        complaint: ComplaintIn, scorer: ScorerDep, principal: Caller
+        complaint: ComplaintIn,
+        scorer: ScorerDep,
+        principal: Caller,
+        background: BackgroundTasks,
     ) -> TriageOut:
         """Score one complaint; with `case_id` or `record: true`, also store it as a case."""
-        return score([complaint], scorer, (), principal)[0]
+        return score([complaint], scorer, (), principal, background)[0]
 
     @app.post("/v1/triage/batch", response_model=BatchOut, tags=["scoring"])
-    def triage_batch(batch: BatchIn, scorer: ScorerDep, principal: Caller) -> BatchOut:
+    def triage_batch(
+        batch: BatchIn,
+        scorer: ScorerDep,
+        principal: Caller,
+        background: BackgroundTasks,
+    ) -> BatchOut:
         """Score several complaints; one invalid item rejects the whole batch."""
         if len(batch.items) > settings.max_batch_items:
             raise RequestValidationError(
@@ -378,7 +423,9 @@ def create_app(
                     )
                 ]
             )
-        return BatchOut(results=score(batch.items, scorer, ("items",), principal))
+        return BatchOut(
+            results=score(batch.items, scorer, ("items",), principal, background)
+        )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -403,6 +450,7 @@ def create_app(
             "metadata_keys": manifest.metadata_keys,
             "max_tokens": manifest.max_tokens,
             "database": request.app.state.database.backend,
+            "model_swaps": _holder_status(request.app),
             "redaction": settings.redact_kinds if settings.redact else [],
         }
         body = ReadyOut(status="ready", model_version=loaded.version, details=details)

@@ -24,9 +24,11 @@ from serving.db.models import (
     Case,
     CasePrediction,
     Outcome,
+    ShadowPrediction,
     utcnow,
 )
 from triage.redaction import Redactor
+from triage.retraining import ResolvedCase
 from triage.scorer import Prediction
 
 logger = logging.getLogger(__name__)
@@ -258,3 +260,51 @@ def store_explanation(
         )
     )
     session.flush()
+
+
+def record_shadow(
+    session: Session,
+    items: Sequence,
+    champion: Sequence[Prediction],
+    challenger: Sequence[Prediction],
+    results: Sequence,
+) -> None:
+    """Store the challenger's answers beside the champion's, linked to the case if stored."""
+    for item, ours, theirs, result in zip(
+        items, champion, challenger, results, strict=True
+    ):
+        session.add(
+            ShadowPrediction(
+                case_id=result.case_id if result.recorded else None,
+                text_sha256=text_digest(item.text),
+                champion_version=ours.model_version,
+                champion_escalation=ours.escalation.probability
+                if ours.escalation
+                else None,
+                champion_category=ours.category.label if ours.category else None,
+                challenger_version=theirs.model_version,
+                challenger_escalation=theirs.escalation.probability
+                if theirs.escalation
+                else None,
+                challenger_category=theirs.category.label if theirs.category else None,
+            )
+        )
+
+
+def resolved_cases(session: Session) -> list[ResolvedCase]:
+    """Every resolved case with its current outcome: what a retrain learns from."""
+    rows = session.scalars(
+        select(Case).where(Case.status == RESOLVED).options(selectinload(Case.outcomes))
+    ).all()
+    return [
+        ResolvedCase(
+            case_id=case.id,
+            text=case.text,
+            metadata=case.complaint_metadata,
+            escalated=case.outcomes[-1].escalated,
+            category=case.outcomes[-1].category,
+            created_at=case.created_at,
+        )
+        for case in rows
+        if case.outcomes
+    ]

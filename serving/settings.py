@@ -98,6 +98,21 @@ class Settings(BaseSettings):
         description="Time budget for working out why a case was flagged.",
     )
 
+    registry_dir: Path | None = Field(
+        default=None,
+        description="Where registered bundles are kept; default data_dir/models.",
+    )
+    registry_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the service checks the registry for a new champion.",
+    )
+    shadow: bool = Field(
+        default=False,
+        description="Also score every request with the newest challenger and store its "
+        "answers (never returned), for `triage models compare`.",
+    )
+
     @field_validator("redact_kinds")
     @classmethod
     def _known_kinds(cls, kinds: list[str]) -> list[str]:
@@ -109,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'triage.sqlite3'}"
+
+    @property
+    def resolved_registry_dir(self) -> Path:
+        return self.registry_dir or self.data_dir / "models"
 
     @property
     def local_key_path(self) -> Path:

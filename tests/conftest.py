@@ -79,7 +79,9 @@ def write_small_spec(folder: Path, rows: int = 240, escalation: bool = True) -> 
     return spec
 
 
-def build_tiny_bundle(folder: Path, escalation: bool = True) -> Path:
+def build_tiny_bundle(
+    folder: Path, escalation: bool = True, version: str = "tiny-test"
+) -> Path:
     from training.args import TrainingArguments
     from training.export import export_run
     from training.finetune import train
@@ -97,7 +99,13 @@ def build_tiny_bundle(folder: Path, escalation: bool = True) -> Path:
             batch_size=32,
         )
     )
-    return export_run(run, folder / "bundle", version="tiny-test", enforce_gate=False)
+    return export_run(run, folder / "bundle", version=version, enforce_gate=False)
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch):
+    """Each test's apps get a database, registry and key file of their own."""
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +117,11 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_category_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle whose dataset has no escalation label: category head only."""
-    return build_tiny_bundle(tmp_path_factory.mktemp("tiny-category"), escalation=False)
+    return build_tiny_bundle(
+        tmp_path_factory.mktemp("tiny-category"),
+        escalation=False,
+        version="tiny-category-test",
+    )
 
 
 @pytest.fixture(scope="session")

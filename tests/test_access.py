@@ -21,6 +21,8 @@ API_ROUTES = {
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
+    ("GET", "/v1/models"): "admin",
+    ("POST", "/v1/models/reload"): "admin",
 }
 PAGE_ROUTES = {
     ("GET", "/review"),

@@ -11,8 +11,13 @@ from tests.conftest import authorise
 
 
 @pytest.fixture(scope="module")
-def client(tiny_bundle, tiny_scorer):
-    settings = Settings(model_dir=tiny_bundle, max_text_chars=2_000, max_batch_items=5)
+def client(tiny_bundle, tiny_scorer, tmp_path_factory):
+    settings = Settings(
+        model_dir=tiny_bundle,
+        data_dir=tmp_path_factory.mktemp("api"),
+        max_text_chars=2_000,
+        max_batch_items=5,
+    )
     with TestClient(create_app(settings, scorer=tiny_scorer)) as client:
         authorise(client)
         yield client

@@ -34,6 +34,9 @@ class TrainingArguments:
     max_train_rows: int | None = None
     seed: int = 13
     threads: int | None = None
+    init_from: str | None = (
+        None  # a run's best.pt to start from instead of the base weights
+    )
 
     def __post_init__(self) -> None:
         _check(
@@ -83,6 +86,8 @@ class TrainingArguments:
                 self.max_train_rows,
                 "at least 2",
             )
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise ValueError(f"init_from: no checkpoint at {self.init_from}")
         if not Path(self.spec).is_file():
             raise ValueError(f"spec: no dataset spec at {self.spec}")
 

@@ -172,6 +172,21 @@ def validation_score(
     return metrics
 
 
+def _start_from(model: TwoHeadClassifier, checkpoint: Path) -> None:
+    """Load an earlier run's weights wherever the shapes agree (a head whose label set grew
+    starts fresh), so a retrain continues from the champion instead of the base weights."""
+    saved = torch.load(checkpoint, weights_only=False)["model"]
+    own = model.state_dict()
+    usable = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    logger.info(
+        "started from %s: %d of %d tensors (the rest keep their fresh values)",
+        checkpoint,
+        len(usable),
+        len(own),
+    )
+
+
 def _save(path: Path, payload: dict) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
@@ -221,6 +236,8 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
     encoder = _encoder_for(args, base, spec.metadata_keys)
     n_categories = len(data.categories) if spec.has_category else 0
     model = TwoHeadClassifier.from_base(base, n_categories, spec.has_escalation)
+    if args.init_from and not resume:
+        _start_from(model, Path(args.init_from))
     _write_run_files(output, args, base, data)
 
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]

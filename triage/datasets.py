@@ -8,6 +8,7 @@ describes and validates, so it stays free of heavy dependencies.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -126,14 +127,17 @@ class DatasetSpec(_Strict):
 
 
 def load_spec(path: Path) -> DatasetSpec:
-    """Read and validate a spec file; relative source paths are relative to the spec's folder."""
+    """Read and validate a spec file (TOML, or JSON for specs written by `triage retrain`);
+    relative source paths are relative to the spec's folder."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except FileNotFoundError:
         raise DatasetSpecError(f"dataset spec {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
         raise DatasetSpecError(
-            f"dataset spec {path} is not valid TOML: {error}"
+            f"dataset spec {path} is not valid {kind}: {error}"
         ) from None
 
     try:

