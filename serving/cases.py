@@ -308,3 +308,15 @@ def resolved_cases(session: Session) -> list[ResolvedCase]:
         for case in rows
         if case.outcomes
     ]
+
+
+def cases_since(session: Session, since: datetime) -> list[Case]:
+    """Cases created at or after `since`, with their outcomes."""
+    return list(
+        session.scalars(
+            select(Case)
+            .where(Case.created_at >= since)
+            .options(selectinload(Case.outcomes))
+            .order_by(Case.created_at)
+        )
+    )

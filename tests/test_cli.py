@@ -12,6 +12,8 @@ from triage_cli.main import app
 runner = CliRunner()
 COMMANDS = ["train", "export", "evaluate", "baseline", "score", "serve"]
 COMMANDS += ["keys create", "keys list", "keys revoke", "keys local", "db upgrade"]
+COMMANDS += ["retrain", "drift", "models list", "models show", "models register"]
+COMMANDS += ["models promote", "models rollback", "models compare"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

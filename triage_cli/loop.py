@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from serving.cases import resolved_cases
+from serving.cases import cases_since, resolved_cases
 from serving.db.engine import Database
 from serving.registry import champion, ensure_champion, promote, register
-from serving.settings import Settings
+from serving.settings import REPO_ROOT, Settings
 from triage.bundle import load_bundle
 from triage.retraining import gate, holdout_report, new_labels, split_holdout
 from triage.scorer import Scorer
@@ -150,4 +150,42 @@ def retrain(settings: Settings, options: RetrainOptions) -> dict:
     (run / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     report["report_path"] = str(run / "report.json")
     database.dispose()
+    return report
+
+
+def drift(settings: Settings, days: int, sample: int) -> dict:
+    """Compare the last `days` of cases with the champion's training data."""
+    from training.drift import Recent, drift_report, training_side
+
+    database = Database(settings.resolved_database_url)
+    database.upgrade()
+    since = datetime.now(UTC) - timedelta(days=days)
+    with database.session() as session, session.begin():
+        current = ensure_champion(session, settings.model_dir)
+        path = current.path
+        cases = cases_since(session, since)
+        resolved = [c for c in cases if c.outcomes]
+        recent = Recent(
+            texts=[c.text for c in cases],
+            metadata=[c.complaint_metadata for c in cases],
+            predicted_categories=[c.category for c in cases],
+            escalation_probabilities=[c.escalation_probability for c in cases],
+            escalated=[c.outcomes[-1].escalated for c in resolved],
+            true_categories=[c.outcomes[-1].category for c in resolved],
+        )
+    database.dispose()
+
+    scorer = Scorer(path)
+    spec = scorer.bundle.manifest.training.get("spec")
+    if spec and not Path(spec).is_file() and (REPO_ROOT / spec).is_file():
+        spec = str(
+            REPO_ROOT / spec
+        )  # recorded relative to the checkout it was trained in
+    if not spec or not Path(spec).is_file():
+        raise ValueError(
+            f"the champion's training spec ({spec or 'not recorded'}) is not on this "
+            "machine; drift compares with the training data, so run it where that data is"
+        )
+    report = drift_report(scorer, training_side(Path(spec), sample), recent)
+    report["since"] = since.isoformat()
     return report

@@ -30,6 +30,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(models.app, name="models")
 app.command("retrain")(models.retrain)
+app.command("drift")(models.drift)
 DEFAULT_SPEC = Path("data/specs/cfpb.toml")
 
 

@@ -299,3 +299,34 @@ def _print_comparison(report: dict) -> None:
         else ("passed" if gate["passed"] else "refused")
     )
     console.print(f"Gate {verdict}. " + "; ".join(gate["reasons"]), highlight=False)
+
+
+@_user_errors
+def drift(
+    days: Annotated[
+        int, typer.Option(min=1, help="How many recent days of cases.")
+    ] = 30,
+    sample: Annotated[
+        int, typer.Option(min=10, help="Training complaints to compare with.")
+    ] = 500,
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the JSON here.")
+    ] = None,
+) -> None:
+    """Compare recent complaints, predictions and outcomes with the champion's training data.
+
+    Example: triage drift --days 30 --output drift.json
+    """
+    from triage_cli.loop import drift as run_drift
+
+    _configure_logging("WARNING")
+    report = run_drift(_settings(), days, sample)
+    text = json.dumps(report, indent=2)
+    if output is not None:
+        output.write_text(text + "\n")
+    typer.echo(text)
+    alerts = report["alerts"]
+    console.print(
+        "Drift to look at: " + ", ".join(alerts) if alerts else "No drift alert.",
+        highlight=False,
+    )
