@@ -9,26 +9,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from serving import cases_api, models_api, review
-from serving.auth import KeyRing, Principal
+from serving.auth import KeyRing, Principal, RateLimiter
 from serving.cases import CaseRecord, record_cases, record_shadow
 from serving.db.engine import Database
 from serving.deps import Caller, DatabaseUnavailable, database_reason
 from serving.holder import ModelHolder
+from serving.idempotency import body_digest, checked, remember, replay
 from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
 from triage.errors import InvalidComplaintError, TriageError
@@ -63,6 +67,14 @@ def current_scorer(request: Request) -> Scorer:
 
 
 ScorerDep = Annotated[Scorer, Depends(current_scorer)]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="With `case_id` or `record`, send the same key again to retry safely: "
+        "the case is stored once and the retry gets the first answer.",
+    ),
+]
 
 
 def _limit_errors(
@@ -156,14 +168,53 @@ def open_database(settings: Settings) -> Database:
     return database
 
 
+@dataclass(frozen=True)
+class RetryGuard:
+    """A recording request's Idempotency-Key: its answer is stored with the cases it
+    created, and a retry gets that answer instead of a second prediction."""
+
+    principal: Principal
+    key: str
+    route: str
+    digest: str
+
+
+def retry_guard(
+    header: str | None, principal: Principal | None, route: str, body: BaseModel
+) -> RetryGuard | None:
+    key = checked(header, principal)
+    if key is None:
+        return None
+    return RetryGuard(principal, key, route, body_digest(body.model_dump()))
+
+
+def replayed(app: FastAPI, guard: RetryGuard | None) -> JSONResponse | None:
+    """The stored answer to an earlier try of this request, if any (None if the database
+    cannot say: the request is then scored as new)."""
+    if guard is None:
+        return None
+    try:
+        with app.state.database.session() as session:
+            earlier = replay(
+                session, guard.principal, guard.key, guard.route, guard.digest
+            )
+    except SQLAlchemyError as error:
+        logger.warning("cannot look up an idempotency key: %s", database_reason(error))
+        return None
+    return JSONResponse(earlier.response, earlier.status_code) if earlier else None
+
+
 def store_cases(
     app: FastAPI,
     items: Sequence[ComplaintIn],
     predictions: Sequence[Prediction],
     principal: Principal | None,
     results: list[TriageOut],
+    answer: Callable[[list[TriageOut]], BaseModel],
+    guard: RetryGuard | None = None,
 ) -> None:
-    """Store the items that asked to be recorded, all in one transaction.
+    """Store the items that asked to be recorded, all in one transaction (with the answer,
+    when the request carries an Idempotency-Key).
 
     A database failure does not fail the request: the predictions are still answered, with
     `recorded: false` and the reason, so call software keeps getting scores.
@@ -175,37 +226,48 @@ def store_cases(
         CaseRecord(items[i].case_id, items[i].text, items[i].metadata, predictions[i])
         for i in wanted
     ]
-    database: Database = app.state.database
+
+    def write(session: Session) -> None:
+        case_ids = record_cases(session, records, app.state.redactor, principal)
+        for i, case_id in zip(wanted, case_ids, strict=True):
+            results[i].case_id, results[i].recorded = case_id, True
+        if guard is not None:
+            body = answer(results).model_dump(mode="json")
+            remember(
+                session,
+                guard.principal,
+                guard.key,
+                guard.route,
+                guard.digest,
+                200,
+                body,
+            )
+
     try:
-        case_ids = _record_with_retry(database, records, app.state.redactor, principal)
+        _in_transaction_with_retry(app.state.database, write)
     except SQLAlchemyError as error:
         reason = database_reason(error)
         logger.warning("could not store %d cases: %s", len(records), reason)
         for i in wanted:
             results[i].case_id = items[i].case_id
+            results[i].recorded = False
             results[i].record_error = f"the case was not stored: {reason}"
-        return
-    for i, case_id in zip(wanted, case_ids, strict=True):
-        results[i].case_id, results[i].recorded = case_id, True
 
 
-def _record_with_retry(
-    database: Database,
-    records: list[CaseRecord],
-    redactor: Redactor | None,
-    principal: Principal | None,
-) -> list[str]:
+def _in_transaction_with_retry(
+    database: Database, write: Callable[[Session], None]
+) -> None:
     # Two requests creating the same new case id race on its primary key; the loser's
     # second attempt finds the case and adds its prediction to it.
     for attempt in (1, 2):
         try:
             with database.session() as session, session.begin():
-                return record_cases(session, records, redactor, principal)
+                write(session)
+            return
         except IntegrityError:
             if attempt == 2:
                 raise
             logger.debug("case id collision while storing; retrying once")
-    raise AssertionError("unreachable")
 
 
 def shadow_score(
@@ -224,6 +286,19 @@ def shadow_score(
     except (TriageError, SQLAlchemyError) as error:
         reason = database_reason(error) if isinstance(error, SQLAlchemyError) else error
         logger.warning("shadow scoring with %s failed: %s", shadow.version, reason)
+
+
+def _database_status(database: Database) -> dict:
+    """The cases database as `/readyz` reports it: scoring goes on while it is degraded."""
+    problem = database.check()
+    status = {
+        "backend": database.backend,
+        "status": "ok" if problem is None else "degraded",
+    }
+    if problem is not None:
+        status["reason"] = problem
+        status["effect"] = "scores are answered but not recorded (recorded: false)"
+    return status
 
 
 def _holder_status(app: FastAPI) -> dict:
@@ -251,6 +326,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = open_database(settings)
         app.state.keyring = KeyRing(app.state.database, settings.key_cache_seconds)
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         holder = app.state.holder = ModelHolder(app, settings)
         try:
             holder.start(injected=scorer)
@@ -365,6 +441,8 @@ def create_app(
         prefix: tuple,
         principal: Principal | None,
         background: BackgroundTasks,
+        answer: Callable[[list[TriageOut]], BaseModel],
+        guard: RetryGuard | None = None,
     ) -> list[TriageOut]:
         errors = _limit_errors(items, settings, prefix)
         if errors:
@@ -376,7 +454,7 @@ def create_app(
             sum(p.chunks for p in predictions),
         )
         results = [TriageOut.from_prediction(p) for p in predictions]
-        store_cases(app, items, predictions, principal, results)
+        store_cases(app, items, predictions, principal, results, answer, guard)
         if app.state.shadow is not None:
             background.add_task(
                 shadow_score, app, app.state.shadow, items, predictions, results
@@ -389,9 +467,18 @@ def create_app(
         scorer: ScorerDep,
         principal: Caller,
         background: BackgroundTasks,
+        idempotency_key: IdempotencyHeader = None,
     ) -> TriageOut:
         """Score one complaint; with `case_id` or `record: true`, also store it as a case."""
-        return score([complaint], scorer, (), principal, background)[0]
+        guard = None
+        if complaint.wants_record:
+            guard = retry_guard(idempotency_key, principal, "triage", complaint)
+        earlier = replayed(app, guard)
+        if earlier is not None:
+            return earlier
+        return score(
+            [complaint], scorer, (), principal, background, lambda r: r[0], guard
+        )[0]
 
     @app.post("/v1/triage/batch", response_model=BatchOut, tags=["scoring"])
     def triage_batch(
@@ -399,6 +486,7 @@ def create_app(
         scorer: ScorerDep,
         principal: Caller,
         background: BackgroundTasks,
+        idempotency_key: IdempotencyHeader = None,
     ) -> BatchOut:
         """Score several complaints; one invalid item rejects the whole batch."""
         if len(batch.items) > settings.max_batch_items:
@@ -423,9 +511,22 @@ def create_app(
                     )
                 ]
             )
-        return BatchOut(
-            results=score(batch.items, scorer, ("items",), principal, background)
+        guard = None
+        if any(item.wants_record for item in batch.items):
+            guard = retry_guard(idempotency_key, principal, "triage/batch", batch)
+        earlier = replayed(app, guard)
+        if earlier is not None:
+            return earlier
+        results = score(
+            batch.items,
+            scorer,
+            ("items",),
+            principal,
+            background,
+            lambda r: BatchOut(results=r),
+            guard,
         )
+        return BatchOut(results=results)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -449,7 +550,7 @@ def create_app(
             "escalation_label": manifest.escalation_proxy,
             "metadata_keys": manifest.metadata_keys,
             "max_tokens": manifest.max_tokens,
-            "database": request.app.state.database.backend,
+            "database": _database_status(request.app.state.database),
             "model_swaps": _holder_status(request.app),
             "redaction": settings.redact_kinds if settings.redact else [],
         }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from serving.db.engine import Database
@@ -32,11 +33,16 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id, its name (shown as the reviewer) and its role."""
+    """Who is calling: the key's id, its name (shown as the reviewer) and its role.
+
+    `rate_limit` is the key's own requests-per-minute limit (None: the service default,
+    0: unlimited, for keys that load tests use).
+    """
 
     key_id: int
     name: str
     role: str
+    rate_limit: int | None = None
 
     def can(self, role: str) -> bool:
         return RANK[self.role] >= RANK[role]
@@ -59,8 +65,12 @@ def key_prefix(key: str) -> str | None:
     return parts[1]
 
 
-def create_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, name: str, role: str, rate_limit: int | None = None
+) -> tuple[ApiKey, str]:
     """Store a new key; returns the row and the key itself, which is never stored."""
+    if rate_limit is not None and rate_limit < 0:
+        raise ValueError("a rate limit is a number of requests per minute, 0 for none")
     if role not in RANK:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     name = name.strip()
@@ -70,7 +80,13 @@ def create_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
         )
 
     key, prefix = new_key()
-    row = ApiKey(name=name, role=role, prefix=prefix, key_hash=hash_key(key))
+    row = ApiKey(
+        name=name,
+        role=role,
+        prefix=prefix,
+        key_hash=hash_key(key),
+        rate_limit_per_minute=rate_limit,
+    )
     session.add(row)
     session.flush()
     logger.info("created %s key %d (%s)", role, row.id, name)
@@ -89,7 +105,8 @@ class KeyRing:
     """Checks presented keys against the database, remembering good ones for a short while.
 
     The memory keeps scoring from waiting on the database for every request; a revoked key
-    stops working within `cache_seconds`.
+    stops working within `cache_seconds`. While the database cannot be reached, keys already
+    seen keep working, however long ago they were checked.
     """
 
     def __init__(self, database: Database, cache_seconds: float = 30.0) -> None:
@@ -106,7 +123,15 @@ class KeyRing:
         if known is not None and now - known[1] < self.cache_seconds:
             return known[0]
 
-        principal = self._lookup(key, digest)
+        try:
+            principal = self._lookup(key, digest)
+        except SQLAlchemyError:
+            if known is None:
+                raise
+            # The database is down: a key this process has seen keeps working, so scoring
+            # goes on through an outage (a key revoked meanwhile works until it is back).
+            logger.debug("database unreachable; accepting a remembered key")
+            return known[0]
         with self._lock:
             if principal is None:
                 self._known.pop(digest, None)
@@ -120,7 +145,7 @@ class KeyRing:
             row = session.get(ApiKey, key_id)
             if row is None or row.revoked_at is not None:
                 return None
-            return Principal(row.id, row.name, row.role)
+            return _principal(row)
 
     def forget(self) -> None:
         with self._lock:
@@ -136,7 +161,42 @@ class KeyRing:
                 return None
             if not hmac.compare_digest(row.key_hash, digest):
                 return None
-            return Principal(row.id, row.name, row.role)
+            return _principal(row)
+
+
+def _principal(row: ApiKey) -> Principal:
+    return Principal(row.id, row.name, row.role, row.rate_limit_per_minute)
+
+
+class RateLimiter:
+    """Requests per minute per key, as a token bucket in this process's memory.
+
+    Several server processes each keep their own buckets, so the effective limit is per
+    process; a key with limit 0 is never limited.
+    """
+
+    def __init__(self, default_per_minute: int) -> None:
+        self.default = default_per_minute
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, principal: Principal) -> float | None:
+        """None if the request may go ahead, else the seconds until it may."""
+        limit = (
+            principal.rate_limit if principal.rate_limit is not None else self.default
+        )
+        if limit <= 0:
+            return None
+        rate = limit / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(principal.key_id, (float(limit), now))
+            tokens = min(float(limit), tokens + (now - then) * rate)
+            if tokens < 1.0:
+                self._buckets[principal.key_id] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[principal.key_id] = (tokens - 1.0, now)
+            return None
 
 
 def ensure_local_key(database: Database, path: Path) -> tuple[str, bool]:

@@ -6,7 +6,8 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from serving.cases import (
 )
 from serving.db.models import ApiKey, Case, Outcome
 from serving.deps import Admin, DatabaseDep, Manager
+from serving.idempotency import body_digest, checked, remember, replay
 from serving.schemas import (
     CaseOut,
     CasePageOut,
@@ -204,15 +206,42 @@ def outcome(
     request: Request,
     database: DatabaseDep,
     principal: Manager,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Send the same key again to retry safely: the outcome is "
+            "recorded once and the retry gets the first answer.",
+        ),
+    ] = None,
 ) -> OutcomeOut:
     """Record what really happened; a later call is a correction kept in the history."""
+    key = checked(idempotency_key, principal)
+    route = f"outcome:{case_id}"
+    digest = body_digest(body.model_dump())
     draft = outcome_draft(body, request.app.state.redactor)
-    with database.session() as session, session.begin():
-        found = get_case(session, case_id)
-        if found is None:
-            raise case_not_found(case_id)
-        stored = record_outcome(session, found, draft, principal)
-        return outcome_out(stored, model_labels(request))
+    # Two writers can race for the same revision number (or the same idempotency key);
+    # the loser's second attempt sees the winner's row.
+    for attempt in (1, 2):
+        try:
+            with database.session() as session, session.begin():
+                if key is not None:
+                    earlier = replay(session, principal, key, route, digest)
+                    if earlier is not None:
+                        return JSONResponse(earlier.response, earlier.status_code)
+                found = get_case(session, case_id)
+                if found is None:
+                    raise case_not_found(case_id)
+                stored = record_outcome(session, found, draft, principal)
+                answer = outcome_out(stored, model_labels(request))
+                if key is not None:
+                    response = answer.model_dump(mode="json")
+                    remember(session, principal, key, route, digest, 201, response)
+            return answer
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated
 
@@ -62,6 +63,15 @@ def presented_principal(request: Request, credentials: Credentials) -> Principal
             "the API key is not valid: it is unknown or revoked; create one with "
             "`triage keys create --role ROLE --name NAME`",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+    wait = request.app.state.rate_limiter.retry_after(principal)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(
+            429,
+            f"this key is over its rate limit; retry in {seconds} s (limits are set per key "
+            "with `triage keys create --rate-limit`, default TRIAGE_RATE_LIMIT_PER_MINUTE)",
+            headers={"Retry-After": str(seconds)},
         )
     return principal
 

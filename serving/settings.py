@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         "answers (never returned), for `triage models compare`.",
     )
 
+    rate_limit_per_minute: int = Field(
+        default=1200,
+        ge=0,
+        description="Requests per minute per API key unless the key sets its own; 0 turns "
+        "the default limit off.",
+    )
+
     @field_validator("redact_kinds")
     @classmethod
     def _known_kinds(cls, kinds: list[str]) -> list[str]:

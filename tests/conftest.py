@@ -6,6 +6,7 @@ random 32-wide weights, so API and scorer tests run in milliseconds. Its predict
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -167,17 +168,11 @@ def postgres_admin():
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path: Path):
-    """An empty database of each backend: a SQLite file, or a PostgreSQL database made
-    for this test and dropped after it."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cases.sqlite3'}"
-        return
-
+@contextlib.contextmanager
+def postgres_database(admin):
+    """A PostgreSQL database made for one test and dropped after it; yields its URL."""
     from sqlalchemy import text
 
-    admin = request.getfixturevalue("postgres_admin")
     name = f"triage_test_{secrets.token_hex(6)}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -186,6 +181,17 @@ def database_url(request, tmp_path: Path):
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path):
+    """An empty database of each backend: a SQLite file, or a PostgreSQL database made
+    for this test and dropped after it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+        return
+    with postgres_database(request.getfixturevalue("postgres_admin")) as url:
+        yield url
 
 
 @pytest.fixture

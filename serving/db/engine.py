@@ -13,7 +13,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ class Database:
         """Apply every migration not yet applied (a no-op on an up-to-date database)."""
         upgrade(self.engine)
 
+    def check(self) -> str | None:
+        """None when the database answers, else why not (for `/readyz`)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as error:
+            original = getattr(error, "orig", None) or error
+            return f"{type(original).__name__}: {str(original).strip()[:200]}"
+        return None
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -48,7 +59,13 @@ def open_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return create_engine(parsed, pool_pre_ping=True)
+    # A database that stops answering must not hang the requests that try to record.
+    connect_args = (
+        {"connect_timeout": 3} if parsed.get_backend_name() == "postgresql" else {}
+    )
+    return create_engine(
+        parsed, pool_pre_ping=True, pool_timeout=5, connect_args=connect_args
+    )
 
 
 def _sqlite_engine(url) -> Engine:

@@ -80,6 +80,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Requests per minute; None takes TRIAGE_RATE_LIMIT_PER_MINUTE, 0 means unlimited.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Case(Base):
@@ -249,3 +251,21 @@ class ShadowPrediction(Base):
     challenger_escalation: Mapped[float | None] = mapped_column(Float, nullable=True)
     challenger_category: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """The answer to a write that carried an `Idempotency-Key`, stored in the write's own
+    transaction: a retry gets the same answer and the write happens once."""
+
+    __tablename__ = "idempotency_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    route: Mapped[str] = mapped_column(String(200))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("key_id", "idempotency_key"),)
