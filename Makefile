@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test model bench lint format clean chromium
+.PHONY: serve test model bench soak lint format clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ model: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/model_bench.py
 	$(BIN)/python benchmarks/explain_bench.py
+
+# Ten minutes of closed-loop load at concurrency 32, then checks that nothing was lost;
+# writes benchmarks/results/soak.json.
+soak: $(VENV)/.dev
+	$(BIN)/python benchmarks/soak.py --minutes 10 --concurrency 32
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .

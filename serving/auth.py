@@ -69,12 +69,12 @@ def create_key(
     session: Session, name: str, role: str, rate_limit: int | None = None
 ) -> tuple[ApiKey, str]:
     """Store a new key; returns the row and the key itself, which is never stored."""
-    if rate_limit is not None and rate_limit < 0:
-        raise ValueError("a rate limit is a number of requests per minute, 0 for none")
+    if rate_limit is not None and not 0 <= rate_limit <= 1_000_000:
+        raise ValueError("a rate limit is 0 (none) to 1,000,000 requests per minute")
     if role not in RANK:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     name = name.strip()
-    if not name or len(name) > 200:
+    if not name or len(name) > 200 or not name.isprintable():
         raise ValueError(
             "a key needs a name of 1 to 200 characters (who or what uses it)"
         )

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,8 @@ from serving.db.models import ApiKey, Case, Outcome
 from serving.deps import Admin, DatabaseDep, Manager
 from serving.idempotency import body_digest, checked, remember, replay
 from serving.schemas import (
+    CASE_ID,
+    CASE_ID_RULE,
     CaseOut,
     CasePageOut,
     CaseSummaryOut,
@@ -45,6 +47,14 @@ from triage.scorer import Complaint, Scorer
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
+CaseId = Annotated[
+    str,
+    Path(
+        pattern=f"^{CASE_ID.pattern}$",
+        max_length=128,
+        description=f"The case's id: {CASE_ID_RULE}.",
+    ),
+]
 
 
 def case_not_found(case_id: str) -> HTTPException:
@@ -164,7 +174,7 @@ def cases(
     until: datetime | None = Query(default=None, description="Created before."),
     order: Literal["recent", "escalation"] = "recent",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> CasePageOut:
     """Page through stored cases, newest first or most likely to escalate first."""
     query = CaseFilter(
@@ -185,7 +195,9 @@ def cases(
 
 
 @router.get("/v1/cases/{case_id}", response_model=CaseOut, tags=["cases"])
-def case(case_id: str, request: Request, database: DatabaseDep, _: Manager) -> CaseOut:
+def case(
+    case_id: CaseId, request: Request, database: DatabaseDep, _: Manager
+) -> CaseOut:
     """A case with every prediction and every outcome revision."""
     with database.session() as session:
         found = get_case(session, case_id)
@@ -201,7 +213,7 @@ def case(case_id: str, request: Request, database: DatabaseDep, _: Manager) -> C
     tags=["cases"],
 )
 def outcome(
-    case_id: str,
+    case_id: CaseId,
     body: OutcomeIn,
     request: Request,
     database: DatabaseDep,
@@ -248,7 +260,7 @@ def outcome(
     "/v1/cases/{case_id}/explanation", response_model=ExplanationOut, tags=["cases"]
 )
 def explanation(
-    case_id: str, request: Request, database: DatabaseDep, _: Manager
+    case_id: CaseId, request: Request, database: DatabaseDep, _: Manager
 ) -> ExplanationOut:
     """The phrases that moved the escalation probability most (computed once, then cached)."""
     scorer = request.app.state.scorer
@@ -275,6 +287,7 @@ def key_out(row: ApiKey) -> KeyOut:
         name=row.name,
         role=row.role,
         prefix=row.prefix,
+        rate_limit_per_minute=row.rate_limit_per_minute,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
     )
@@ -294,7 +307,9 @@ def new_key(body: KeyIn, database: DatabaseDep, _: Admin) -> NewKeyOut:
     """Create a key; the response is the only place the key is ever shown."""
     with database.session() as session, session.begin():
         try:
-            row, key = create_key(session, body.name, body.role)
+            row, key = create_key(
+                session, body.name, body.role, body.rate_limit_per_minute
+            )
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         return NewKeyOut(**key_out(row).model_dump(), key=key)
@@ -302,7 +317,10 @@ def new_key(body: KeyIn, database: DatabaseDep, _: Admin) -> NewKeyOut:
 
 @router.delete("/v1/keys/{key_id}", response_model=KeyOut, tags=["keys"])
 def delete_key(
-    key_id: int, request: Request, database: DatabaseDep, _: Admin
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    database: DatabaseDep,
+    _: Admin,
 ) -> KeyOut:
     """Revoke a key; it stops working within TRIAGE_KEY_CACHE_SECONDS."""
     with database.session() as session, session.begin():

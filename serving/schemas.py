@@ -284,6 +284,22 @@ class KeyIn(BaseModel):
 
     name: StrictStr = Field(min_length=1, max_length=200)
     role: Literal["caller", "manager", "admin"]
+    rate_limit_per_minute: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="This key's limit; 0 means unlimited, null the service default.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = _free_text(value, "name")
+        if not value or not value.isprintable():
+            raise ValueError(
+                "name must be printable text, such as a person or a system"
+            )
+        return value
 
 
 class KeyOut(BaseModel):
@@ -291,6 +307,7 @@ class KeyOut(BaseModel):
     name: str
     role: str
     prefix: str
+    rate_limit_per_minute: int | None
     created_at: datetime
     revoked_at: datetime | None
 

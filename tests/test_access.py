@@ -161,3 +161,24 @@ def test_scoring_can_be_opened_by_configuration(tiny_bundle, tiny_scorer, tmp_pa
     with TestClient(create_app(settings, scorer=tiny_scorer)) as open_client:
         assert open_client.post("/v1/triage", json={"text": "fee"}).status_code == 200
         assert open_client.get("/v1/cases").status_code == 401
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(client):
+    admin = {"Authorization": f"Bearer {client.keys['admin']}"}
+    body = {"name": "slow", "role": "caller", "rate_limit_per_minute": 3}
+    limited = client.post("/v1/keys", json=body, headers=admin).json()["key"]
+    codes = [
+        _call(client, "POST", "/v1/triage/batch", limited).status_code for _ in range(4)
+    ]
+    assert codes == [200, 200, 200, 429]
+    refused = _call(client, "POST", "/v1/triage/batch", limited)
+    assert 1 <= int(refused.headers["retry-after"]) <= 20
+    assert "over its rate limit" in refused.json()["detail"]
+
+    body = {"name": "load test", "role": "caller", "rate_limit_per_minute": 0}
+    unlimited = client.post("/v1/keys", json=body, headers=admin).json()["key"]
+    codes = {
+        _call(client, "POST", "/v1/triage/batch", unlimited).status_code
+        for _ in range(60)
+    }
+    assert codes == {200}

@@ -30,3 +30,27 @@ def test_explain_benchmark_writes_its_report(tiny_bundle, tmp_path):
     report = json.loads(output.read_text())
     assert report["all"]["complaints"] == 3 and report["bundle"] == "tiny-test"
     assert report["machine"]["versions"]["onnxruntime"]
+
+
+def test_soak_script_runs_briefly_with_no_errors_and_loses_nothing(
+    tiny_bundle, tmp_path
+):
+    output = tmp_path / "soak.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "soak.py"),
+            *("--minutes", "0.1", "--concurrency", "8"),
+            *("--bundle", str(tiny_bundle), "--output", str(output)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(output.read_text())
+    assert report["requests"] > 0 and report["errors"] == 0
+    assert report["cases_recorded"] > 0 and report["cases_missing"] == 0
+    for phase in ("before_load", "after_load"):
+        assert report["bad_inputs"][phase]["server_errors"] == 0
+    assert report["alive_after"] is True

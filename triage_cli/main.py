@@ -309,6 +309,14 @@ def keys_create(
         str, typer.Option(help="caller (scoring), manager (cases, review) or admin.")
     ],
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Requests per minute for this key (0: unlimited, e.g. for load tests); "
+            "default TRIAGE_RATE_LIMIT_PER_MINUTE.",
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored.
 
@@ -319,7 +327,7 @@ def keys_create(
     _configure_logging("WARNING")
     database = _database()
     with database.session() as session, session.begin():
-        row, key = create_key(session, name, role)
+        row, key = create_key(session, name, role, rate_limit)
         key_id = row.id
     console.print(
         f"Created {role} key {key_id} ({name.strip()}). It is shown only now; keep it "
