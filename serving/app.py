@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from serving import cases_api, review
+from serving import cases_api, reports_routes, review
 from serving.auth import KeyRing, Principal
 from serving.cases import CaseRecord, record_cases
 from serving.db.engine import Database
@@ -253,11 +253,12 @@ def create_app(
     app.mount("/static", StaticFiles(directory=review.STATIC), name="static")
     app.include_router(cases_api.router)
     app.include_router(review.router)
+    app.include_router(reports_routes.router)
 
     @app.middleware("http")
     async def _page_headers(request: Request, call_next) -> Response:
         response = await call_next(request)
-        if request.url.path.startswith(("/review", "/static")):
+        if request.url.path.startswith(("/review", "/reports", "/static")):
             response.headers.update(PAGE_HEADERS)
         return response
 

@@ -299,3 +299,26 @@ class NewKeyOut(KeyOut):
     key: str = Field(
         description="The key itself: shown this once, stored only as a hash."
     )
+
+
+class SimilarCaseOut(BaseModel):
+    case_id: str
+    similarity: float = Field(
+        description="Cosine similarity of the two texts' embeddings, from -1 to 1."
+    )
+    category: str = Field(description="The true category, from the current outcome.")
+    predicted_category: str | None = Field(description="The latest predicted category.")
+    escalated: bool
+    root_cause: str
+    resolution: str
+    lesson: str
+    resolved_at: datetime | None
+
+
+class SimilarCasesOut(BaseModel):
+    case_id: str
+    model_version: str = Field(
+        description="The model whose text embeddings were compared."
+    )
+    searched: int = Field(description="How many resolved cases were searched.")
+    items: list[SimilarCaseOut] = Field(description="Most similar first.")

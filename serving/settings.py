@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         le=60,
         description="Time budget for working out why a case was flagged.",
     )
+    similar_cases: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="How many similar resolved cases the review page shows with a case; "
+        "0 hides the panel.",
+    )
 
     @field_validator("redact_kinds")
     @classmethod

@@ -12,6 +12,7 @@ from triage_cli.main import app
 runner = CliRunner()
 COMMANDS = ["train", "export", "evaluate", "baseline", "score", "serve"]
 COMMANDS += ["keys create", "keys list", "keys revoke", "keys local", "db upgrade"]
+COMMANDS += ["report", "digest"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

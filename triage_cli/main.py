@@ -494,5 +494,10 @@ def keys_local() -> None:
     )
 
 
+# Last, because the module's commands use the helpers above when they run.
+from triage_cli import reports  # noqa: E402
+
+app.add_typer(reports.app)
+
 if __name__ == "__main__":
     app()
