@@ -18,6 +18,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from serving.reports import ALL, Report, build_report, grouped
+from serving.review import templates
 from triage.periods import Period
 
 TOP = 5
@@ -143,7 +144,7 @@ def _changes(now: Report, before: Report, previous_causes: dict[str, int]) -> li
     new = [row[0] for row in now.root_causes.rows if row[0] not in previous_causes]
     for cause in new[:TOP]:
         cases = next(row[1] for row in now.root_causes.rows if row[0] == cause)
-        changes.append(f"New root cause: {cause} ({cases} cases)")
+        changes.append(f"New root cause: {cause} ({_cases(cases)})")
     return changes or ["Nothing changed: no cases in either period"]
 
 
@@ -235,3 +236,18 @@ def standalone_style() -> Markup:
 def digest_filenames(digest: Digest) -> tuple[str, str]:
     stem = f"digest-{digest.period.first_day}-to-{digest.period.last_day}"
     return f"{stem}.md", f"{stem}.html"
+
+
+def render_html(digest: Digest) -> str:
+    """The digest as one self-contained, printable HTML file (its style inlined)."""
+    page = templates.get_template("digest.html")
+    return page.render(digest=digest, style=standalone_style())
+
+
+def write_digest(digest: Digest, folder: Path) -> tuple[Path, Path]:
+    """Write the Markdown and the HTML file into `folder`; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown, page = (folder / name for name in digest_filenames(digest))
+    markdown.write_text(render_markdown(digest), encoding="utf-8")
+    page.write_text(render_html(digest), encoding="utf-8")
+    return markdown, page

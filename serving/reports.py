@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Select, and_, case, func, literal, select
@@ -405,6 +406,17 @@ def to_csv(table: Table) -> str:
 def _csv_rows(rows: Iterable[tuple]) -> Iterable[list]:
     for row in rows:
         yield [csv_value(value) for value in row]
+
+
+def write_csv_files(report: Report, folder: Path) -> list[Path]:
+    """Every table of `report` as `<table>.csv` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in report.tables.items():
+        path = folder / f"{name}.csv"
+        path.write_bytes(to_csv(table).encode("utf-8"))
+        written.append(path)
+    return written
 
 
 def display(value: object, kind: str) -> str:

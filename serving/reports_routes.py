@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from serving.cases_api import case_not_found
 from serving.charts import Chart, horizontal_bars, stacked_columns
 from serving.deps import DatabaseDep, Manager
-from serving.digest import build_digest, digest_filenames, render_markdown
+from serving.digest import Digest, build_digest, digest_filenames, render_markdown
 from serving.reports import (
     ALL,
     TABLE_NAMES,
@@ -71,6 +71,15 @@ def serving_threshold(request: Request) -> float | None:
 def report_for(request: Request, period: Period) -> Report:
     with request.app.state.database.session() as session:
         return build_report(session, period, serving_threshold(request))
+
+
+def digest_for(
+    request: Request, since: str | None, until: str | None
+) -> tuple[Digest, list[str]]:
+    """The digest of the period the page's dates name (the last week without them)."""
+    period, errors = page_period(since, until, DIGEST_DAYS)
+    with request.app.state.database.session() as session:
+        return build_digest(session, period), errors
 
 
 def charts(report: Report) -> dict[str, Chart]:
@@ -146,13 +155,11 @@ def digest_page(
 ) -> HTMLResponse:
     """The lessons digest of a period, printable."""
     principal = signed_in(request)
-    period, errors = page_period(since, until, DIGEST_DAYS)
-    with request.app.state.database.session() as session:
-        digest = build_digest(session, period)
+    digest, errors = digest_for(request, since, until)
     context = {
         "principal": principal,
         "digest": digest,
-        "query": period_query(period),
+        "query": period_query(digest.period),
         "errors": errors,
     }
     return render(request, "digest_page.html", context)
@@ -163,9 +170,7 @@ def digest_markdown(
     request: Request, since: str | None = None, until: str | None = None
 ) -> Response:
     signed_in(request)
-    period, _ = page_period(since, until, DIGEST_DAYS)
-    with request.app.state.database.session() as session:
-        digest = build_digest(session, period)
+    digest, _ = digest_for(request, since, until)
     markdown_name, _ = digest_filenames(digest)
     return Response(
         render_markdown(digest),
@@ -208,21 +213,23 @@ def similar(
 ) -> SimilarCasesOut:
     """The resolved cases most like this one, with their resolution and lesson.
 
-    Similarity is the cosine of the serving model's text embeddings; the first call after a
-    new model version embeds the resolved cases it has not seen.
+    Similarity is the cosine of the serving model's text embeddings. After a new model
+    version, calls embed the resolved cases it has not seen, within TRIAGE_SIMILAR_SECONDS
+    each; `pending` says how many are left.
     """
     scorer = request.app.state.scorer
     if scorer is None:
         raise HTTPException(503, "the model is not loaded yet; retry shortly")
+    seconds = request.app.state.settings.similar_seconds
     found = similar_cases_of(request.app.state).similar(
-        database, scorer, case_id, limit
+        database, scorer, case_id, limit, seconds
     )
     if found is None:
         raise case_not_found(case_id)
-    items, searched = found
     return SimilarCasesOut(
         case_id=case_id,
         model_version=scorer.version,
-        searched=searched,
-        items=[SimilarCaseOut(**asdict(item)) for item in items],
+        searched=found.searched,
+        pending=found.pending,
+        items=[SimilarCaseOut(**asdict(item)) for item in found.items],
     )

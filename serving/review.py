@@ -208,9 +208,7 @@ def _case_page(
 ) -> HTMLResponse:
     scorer = request.app.state.scorer
     # Before the page's transaction: the search may store embeddings in its own.
-    similar, similar_error = similar_for_page(
-        request.app.state, case_id, request.app.state.settings.similar_cases
-    )
+    similar, similar_error = similar_for_page(request.app.state, case_id)
     with request.app.state.database.session() as session, session.begin():
         case = get_case(session, case_id)
         if case is None:

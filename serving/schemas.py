@@ -321,4 +321,9 @@ class SimilarCasesOut(BaseModel):
         description="The model whose text embeddings were compared."
     )
     searched: int = Field(description="How many resolved cases were searched.")
+    pending: int = Field(
+        description="Resolved cases not embedded yet for this model version when the "
+        "request's time budget (TRIAGE_SIMILAR_SECONDS) ran out; ask again to search "
+        "them too."
+    )
     items: list[SimilarCaseOut] = Field(description="Most similar first.")

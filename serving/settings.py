@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         description="How many similar resolved cases the review page shows with a case; "
         "0 hides the panel.",
     )
+    similar_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Time budget, per request, for embedding resolved cases the "
+        "similar-cases index lacks (after a new model version); later requests carry on.",
+    )
 
     @field_validator("redact_kinds")
     @classmethod

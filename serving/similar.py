@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,16 @@ logger = logging.getLogger(__name__)
 
 EMBED_BATCH = 16
 SQL_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    """The similar cases found, how many resolved cases were searched, and how many were
+    left to embed when the time budget ran out (a later request carries on)."""
+
+    items: list[SimilarCase]
+    searched: int
+    pending: int
 
 
 @dataclass(frozen=True)
@@ -119,10 +130,15 @@ class SimilarCases:
         self._snapshot: tuple | None = None
 
     def similar(
-        self, database: Database, scorer: Scorer, case_id: str, limit: int
-    ) -> tuple[list[SimilarCase], int] | None:
-        """The `limit` resolved cases most like case `case_id`, best first, and how many
-        resolved cases were searched; None when there is no such case.
+        self,
+        database: Database,
+        scorer: Scorer,
+        case_id: str,
+        limit: int,
+        seconds: float,
+    ) -> SimilarResult | None:
+        """The `limit` resolved cases most like case `case_id`, best first; None when there
+        is no such case. Embedding cases the index lacks stops after `seconds`.
 
         It opens its own short transactions, so call it outside any other write
         transaction (SQLite lets one writer at a time).
@@ -132,15 +148,17 @@ class SimilarCases:
         if text is None:
             return None
         with self._lock:
-            index = self._refresh(database, scorer)
+            pending = self._refresh(database, scorer, time.monotonic() + seconds)
+            index = self._index
             vector = self._query_vector(database, scorer, case_id, text, index)
             hits = index.search(vector, limit, exclude={case_id})
-            size = len(index)
+            searched = len(index) - (case_id in index)
         with database.session() as session:
-            return _described(session, hits), size
+            return SimilarResult(_described(session, hits), searched, pending)
 
-    def _refresh(self, database: Database, scorer: Scorer) -> NeighbourIndex:
-        """Bring the index in step with the resolved cases and the serving version."""
+    def _refresh(self, database: Database, scorer: Scorer, deadline: float) -> int:
+        """Bring the index in step with the resolved cases and the serving version;
+        returns how many resolved cases are still to be embedded."""
         if self.version != scorer.version or self._index is None:
             logger.info("building the similar-cases index for model %s", scorer.version)
             self.version, self._members, self._snapshot = scorer.version, {}, None
@@ -152,7 +170,7 @@ class SimilarCases:
                 )
             ).one()
             if tuple(snapshot) == self._snapshot:
-                return self._index
+                return 0
             current = dict(
                 session.execute(
                     select(Case.id, _latest_text_digest()).where(
@@ -169,22 +187,33 @@ class SimilarCases:
         self._index.remove(gone)
         for case_id in gone:
             del self._members[case_id]
-        self._add(database, scorer, wanted)
-        self._snapshot = tuple(snapshot)
-        return self._index
+        pending = self._add(database, scorer, wanted, deadline)
+        # Unfinished work leaves the snapshot stale, so the next request carries on.
+        self._snapshot = tuple(snapshot) if not pending else None
+        return pending
 
-    def _add(self, database: Database, scorer: Scorer, wanted: dict[str, str]) -> None:
-        stored = _stored_vectors(database, scorer.version, wanted)
-        if stored:
-            ids = list(stored)
-            self._index.upsert(ids, np.stack([stored[i] for i in ids]))
-            self._members.update({i: wanted[i] for i in ids})
-        missing = [case_id for case_id in wanted if case_id not in stored]
+    def _add(
+        self,
+        database: Database,
+        scorer: Scorer,
+        wanted: dict[str, str],
+        deadline: float,
+    ) -> int:
+        """Add the `wanted` cases: stored vectors where their text is unchanged, new
+        embeddings (stored batch by batch, until `deadline`) for the rest; one matrix
+        update at the end. Returns how many are left to embed."""
+        vectors = _stored_vectors(database, scorer.version, wanted)
+        digests = {case_id: wanted[case_id] for case_id in vectors}
+        missing = [case_id for case_id in wanted if case_id not in vectors]
         if missing:
             logger.info(
                 "embedding %d resolved cases for model %s", len(missing), scorer.version
             )
+        done = 0
         for batch in _chunks(missing, EMBED_BATCH):
+            if time.monotonic() > deadline:
+                break
+            done += len(batch)
             with database.session() as session:
                 texts = dict(
                     session.execute(
@@ -194,13 +223,16 @@ class SimilarCases:
             ids = [case_id for case_id in batch if case_id in texts]
             if not ids:
                 continue
-            vectors = embed(scorer, [texts[i] for i in ids])
-            digests = [text_digest(texts[i]) for i in ids]
-            store_embeddings(
-                database, scorer.version, list(zip(ids, digests, strict=True)), vectors
-            )
-            self._index.upsert(ids, vectors)
-            self._members.update(dict(zip(ids, digests, strict=True)))
+            made = embed(scorer, [texts[i] for i in ids])
+            pairs = [(i, text_digest(texts[i])) for i in ids]
+            store_embeddings(database, scorer.version, pairs, made)
+            vectors.update(zip(ids, made, strict=True))
+            digests.update(pairs)
+        if vectors:
+            ids = list(vectors)
+            self._index.upsert(ids, np.stack([vectors[i] for i in ids]))
+            self._members.update(digests)
+        return len(missing) - done
 
     def _query_vector(
         self,
@@ -284,22 +316,26 @@ def similar_cases_of(state) -> SimilarCases:
         return holder
 
 
-def similar_for_page(
-    state, case_id: str, limit: int
-) -> tuple[list[SimilarCase] | None, str | None]:
+def similar_for_page(state, case_id: str) -> tuple[SimilarResult | None, str | None]:
     """The similar resolved cases the review page shows with a case, or why there are none
-    to show (`state` is `app.state`); None when `limit` is 0, which hides the panel."""
-    if limit <= 0:
+    to show (`state` is `app.state`); None when TRIAGE_SIMILAR_CASES is 0, which hides the
+    panel."""
+    settings = state.settings
+    if settings.similar_cases <= 0:
         return None, None
+    empty = SimilarResult([], 0, 0)
     if state.scorer is None:
-        return [], "the model is not loaded yet"
+        return empty, "the model is not loaded yet"
     try:
         found = similar_cases_of(state).similar(
-            state.database, state.scorer, case_id, limit
+            state.database,
+            state.scorer,
+            case_id,
+            settings.similar_cases,
+            settings.similar_seconds,
         )
     except SQLAlchemyError as error:
-        logger.warning(
-            "similar cases of %s failed: %s", case_id, database_reason(error)
-        )
-        return [], f"they could not be read ({database_reason(error)})"
-    return (found[0] if found else []), None
+        reason = database_reason(error)
+        logger.warning("similar cases of %s failed: %s", case_id, reason)
+        return empty, f"they could not be read ({reason})"
+    return found or empty, None

@@ -4,6 +4,7 @@ index following the serving model version."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 
@@ -161,7 +162,25 @@ def test_a_new_model_version_gets_its_own_index(service, texts, tiny_bundle, tmp
     assert _embedded(service, "tiny-test-2") == 4 and _embedded(service) == 8
 
 
-def test_the_case_view_shows_similar_cases_inert(service, texts):
+def test_embedding_stops_at_the_time_budget_and_carries_on(service, texts):
+    _store(service, service.caller, texts)
+    for case_id in list(texts)[1:]:
+        _resolve(service, service.manager, case_id)
+    service.app.state.settings.similar_seconds = 1e-9
+    first = service.get("/v1/cases/s-0/similar", headers=service.manager).json()
+    assert first["pending"] == 7 and first["searched"] == 0 and first["items"] == []
+    sign_in(service)
+    page = service.get("/review/cases/s-0").text
+    assert "7 resolved cases are still being indexed for this model" in page
+
+    service.app.state.settings.similar_seconds = 60
+    second = service.get("/v1/cases/s-0/similar", headers=service.manager).json()
+    assert second["pending"] == 0 and second["searched"] == 7
+    assert len(second["items"]) == 5
+
+
+def test_the_case_view_shows_similar_cases_inert(service, texts, caplog):
+    caplog.set_level(logging.INFO)
     _store(service, service.caller, texts)
     _resolve(
         service,
@@ -178,6 +197,9 @@ def test_the_case_view_shows_similar_cases_inert(service, texts):
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; refund first" in page
     lonely = service.get("/review/cases/s-1").text
     assert "No resolved case to compare with yet." in lonely
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "building the similar-cases index for model tiny-test" in logged
+    assert "refund first" not in logged and texts["s-0"][:40] not in logged
 
 
 def test_the_panel_can_be_switched_off(database_url, tiny_bundle, tiny_scorer, texts):

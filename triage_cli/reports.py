@@ -43,6 +43,19 @@ def _threshold(threshold: float | None) -> float | None:
     return load_bundle(settings.model_dir).manifest.threshold
 
 
+def _read(build: Callable[..., Any], *args: Any) -> Any:
+    """Run `build(session, *args)` on the configured cases database, then close it."""
+    from triage_cli.main import _configure_logging, _database
+
+    _configure_logging("WARNING")
+    database = _database()
+    try:
+        with database.session() as session:
+            return build(session, *args)
+    finally:
+        database.dispose()
+
+
 @app.command()
 @_user_errors
 def report(
@@ -66,34 +79,23 @@ def report(
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    from serving.reports import build_report, display, to_csv
+    from serving.reports import build_report, display, write_csv_files
     from triage.periods import resolve
-    from triage_cli.main import _configure_logging, _database, console
+    from triage_cli.main import console
 
-    _configure_logging("WARNING")
     period = resolve(since, until, datetime.now(UTC))
-    flag_threshold = _threshold(threshold)
-    database = _database()
-    try:
-        with database.session() as session:
-            result = build_report(session, period, flag_threshold)
-    finally:
-        database.dispose()
+    result = _read(build_report, period, _threshold(threshold))
     out = Console()
     out.print(f"Report for {period.label()} (UTC)", highlight=False)
     for table in result.tables.values():
         shown = RichTable(*(c.heading for c in table.columns), title=table.title)
         for row in table.rows:
-            cells = (
-                display(v, c.kind) for v, c in zip(row, table.columns, strict=True)
-            )
-            shown.add_row(*cells)
+            kinds = (c.kind for c in table.columns)
+            shown.add_row(*(display(v, k) for v, k in zip(row, kinds, strict=True)))
         out.print(shown)
     if csv is not None:
-        csv.mkdir(parents=True, exist_ok=True)
-        for name, table in result.tables.items():
-            (csv / f"{name}.csv").write_bytes(to_csv(table).encode("utf-8"))
-        console.print(f"Wrote {len(result.tables)} CSV files to {csv}", highlight=False)
+        written = write_csv_files(result, csv)
+        console.print(f"Wrote {len(written)} CSV files to {csv}", highlight=False)
 
 
 @app.command()
@@ -112,33 +114,14 @@ def digest(
 
     Example: triage digest --since 7d --output digests/
     """
-    from serving.digest import (
-        build_digest,
-        digest_filenames,
-        render_markdown,
-        standalone_style,
-    )
-    from serving.review import templates
+    from serving.digest import build_digest, write_digest
     from triage.periods import resolve
-    from triage_cli.main import _configure_logging, _database, console
+    from triage_cli.main import console
 
-    _configure_logging("WARNING")
     period = resolve(since, until, datetime.now(UTC))
-    database = _database()
-    try:
-        with database.session() as session:
-            result = build_digest(session, period)
-    finally:
-        database.dispose()
-    markdown_name, html_name = digest_filenames(result)
-    page = templates.get_template("digest.html").render(
-        digest=result, style=standalone_style()
-    )
-    output.mkdir(parents=True, exist_ok=True)
-    (output / markdown_name).write_text(render_markdown(result), encoding="utf-8")
-    (output / html_name).write_text(page, encoding="utf-8")
+    result = _read(build_digest, period)
+    markdown, page = write_digest(result, output)
     console.print(
-        f"Wrote {output / markdown_name} and {output / html_name} "
-        f"({result.lesson_count} lessons, {period.label()})",
+        f"Wrote {markdown} and {page} ({result.lesson_count} lessons, {period.label()})",
         highlight=False,
     )
