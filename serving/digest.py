@@ -113,7 +113,7 @@ def _numbers(now: Report, before: Report, lessons: int) -> list[str]:
         f"Complaints scored: {now.created} (previous period {before.created}, "
         f"{now.created - before.created:+d})",
         f"Cases: {_resolved(now)}; previous period: {_resolved(before)}",
-        f"Lessons recorded: {lessons} in {len(grouped(now.lessons))} categories",
+        f"Lessons recorded: {lessons} in {_categories(len(grouped(now.lessons)))}",
     ]
 
 
@@ -212,6 +212,10 @@ def render_markdown(digest: Digest) -> str:
         if group.more:
             lines.append(f"- and {group.more} more on the reports page")
     return "\n".join(lines) + "\n"
+
+
+def _categories(n: int) -> str:
+    return f"{n} category" if n == 1 else f"{n} categories"
 
 
 def _cases(n: int) -> str:

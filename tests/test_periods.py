@@ -41,6 +41,7 @@ def test_bad_spans_say_what_to_write(text):
 
 def test_resolve_a_span_or_a_start_date():
     assert resolve("7d", None, NOW) == Period(NOW - timedelta(days=7), NOW)
+    assert resolve("7d", None, NOW).label() == "2026-11-26 15:30 to 2026-12-03 15:30"
     period = resolve("2026-11-01", "2026-11-30", NOW)
     assert period == days(date(2026, 11, 1), date(2026, 11, 30))
     assert period.label() == "2026-11-01 to 2026-11-30"

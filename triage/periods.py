@@ -52,9 +52,16 @@ class Period:
         return (self.until - timedelta(microseconds=1)).astimezone(UTC).date()
 
     def label(self) -> str:
+        """Whole days as dates (the last one included); other bounds to the minute."""
+        if not _at_midnight(self.since) or not _at_midnight(self.until):
+            return f"{self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M}"
         if self.first_day == self.last_day:
             return self.first_day.isoformat()
         return f"{self.first_day.isoformat()} to {self.last_day.isoformat()}"
+
+
+def _at_midnight(instant: datetime) -> bool:
+    return instant.astimezone(UTC).time() == time()
 
 
 def parse_span(text: str) -> timedelta:

@@ -88,7 +88,10 @@ def report(
     out = Console()
     out.print(f"Report for {period.label()} (UTC)", highlight=False)
     for table in result.tables.values():
-        shown = RichTable(*(c.heading for c in table.columns), title=table.title)
+        shown = RichTable(title=table.title)
+        for column in table.columns:
+            numeric = column.kind in ("count", "rate", "hours")
+            shown.add_column(column.heading, justify="right" if numeric else "left")
         for row in table.rows:
             kinds = (c.kind for c in table.columns)
             shown.add_row(*(display(v, k) for v, k in zip(row, kinds, strict=True)))
