@@ -50,10 +50,11 @@ model: $(VENV)/.dev
 	$(BIN)/triage export runs/cfpb --output models/default
 
 # Model-level throughput against the transformers pipeline and TF-IDF, and the cost of
-# explaining a flag; each writes its JSON to benchmarks/results/.
+# explaining a flag and of similar-case search; each writes its JSON to benchmarks/results/.
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/model_bench.py
 	$(BIN)/python benchmarks/explain_bench.py
+	$(BIN)/python benchmarks/similar_bench.py
 
 # Ten minutes of closed-loop load at concurrency 32, then checks that nothing was lost;
 # writes benchmarks/results/soak.json.

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from serving import cases_api, models_api, review
+from serving import cases_api, models_api, reports_routes, review
 from serving.auth import KeyRing, Principal, RateLimiter
 from serving.cases import CaseRecord, record_cases, record_shadow
 from serving.db.engine import Database
@@ -361,11 +361,12 @@ def create_app(
     app.include_router(cases_api.router)
     app.include_router(models_api.router)
     app.include_router(review.router)
+    app.include_router(reports_routes.router)
 
     @app.middleware("http")
     async def _page_headers(request: Request, call_next) -> Response:
         response = await call_next(request)
-        if request.url.path.startswith(("/review", "/static")):
+        if request.url.path.startswith(("/review", "/reports", "/static")):
             response.headers.update(PAGE_HEADERS)
         return response
 

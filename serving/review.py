@@ -28,6 +28,7 @@ from serving.cases_api import explanation_for, model_labels, outcome_draft
 from serving.db.models import OPEN
 from serving.deps import database_reason
 from serving.schemas import OutcomeIn
+from serving.similar import similar_for_page
 from triage.explain import Explanation, highlight_segments
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ def render(
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path inside the review page is a place to go back to after sign-in."""
-    if target and target.startswith("/review") and not target.startswith("//"):
+    """Only a path inside the managers' pages is a place to go back to after sign-in."""
+    if target and target.startswith(("/review", "/reports")):
         return target
     return "/review"
 
@@ -206,6 +207,8 @@ def _case_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     scorer = request.app.state.scorer
+    # Before the page's transaction: the search may store embeddings in its own.
+    similar, similar_error = similar_for_page(request.app.state, case_id)
     with request.app.state.database.session() as session, session.begin():
         case = get_case(session, case_id)
         if case is None:
@@ -240,6 +243,8 @@ def _case_page(
             "form": form,
             "errors": errors or [],
             "saved": saved,
+            "similar": similar,
+            "similar_error": similar_error,
         }
         return render(request, "case.html", context, status_code=status_code)
 

@@ -316,3 +316,31 @@ class NewKeyOut(KeyOut):
     key: str = Field(
         description="The key itself: shown this once, stored only as a hash."
     )
+
+
+class SimilarCaseOut(BaseModel):
+    case_id: str
+    similarity: float = Field(
+        description="Cosine similarity of the two texts' embeddings, from -1 to 1."
+    )
+    category: str = Field(description="The true category, from the current outcome.")
+    predicted_category: str | None = Field(description="The latest predicted category.")
+    escalated: bool
+    root_cause: str
+    resolution: str
+    lesson: str
+    resolved_at: datetime | None
+
+
+class SimilarCasesOut(BaseModel):
+    case_id: str
+    model_version: str = Field(
+        description="The model whose text embeddings were compared."
+    )
+    searched: int = Field(description="How many resolved cases were searched.")
+    pending: int = Field(
+        description="Resolved cases not embedded yet for this model version when the "
+        "request's time budget (TRIAGE_SIMILAR_SECONDS) ran out; ask again to search "
+        "them too."
+    )
+    items: list[SimilarCaseOut] = Field(description="Most similar first.")

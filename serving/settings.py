@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         le=60,
         description="Time budget for working out why a case was flagged.",
     )
+    similar_cases: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="How many similar resolved cases the review page shows with a case; "
+        "0 hides the panel.",
+    )
+    similar_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Time budget, per request, for embedding resolved cases the "
+        "similar-cases index lacks (after a new model version); later requests carry on.",
+    )
 
     registry_dir: Path | None = Field(
         default=None,

@@ -10,9 +10,14 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -224,6 +229,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def served(env: dict[str, str], folder: Path) -> Iterator[str]:
+    """`triage serve` on a free port with `env`, its log in `folder`/server.log; yields
+    the base URL once it is ready and stops the server after."""
+    triage = shutil.which("triage", path=str(Path(sys.executable).parent))
+    port, log_path = free_port(), folder / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [triage, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base, log_path)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def wait_ready(base: str, log: Path, seconds: float = 60) -> None:

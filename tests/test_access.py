@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -18,6 +20,7 @@ API_ROUTES = {
     ("GET", "/v1/cases/{case_id}"): "manager",
     ("POST", "/v1/cases/{case_id}/outcome"): "manager",
     ("GET", "/v1/cases/{case_id}/explanation"): "manager",
+    ("GET", "/v1/cases/{case_id}/similar"): "manager",
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
@@ -28,6 +31,10 @@ PAGE_ROUTES = {
     ("GET", "/review"),
     ("GET", "/review/cases/{case_id}"),
     ("POST", "/review/cases/{case_id}/outcome"),
+    ("GET", "/reports"),
+    ("GET", "/reports/{table}.csv"),
+    ("GET", "/reports/digest"),
+    ("GET", "/reports/digest.md"),
 }
 OPEN_ROUTES = {
     ("GET", "/healthz"),
@@ -67,6 +74,7 @@ def client(tiny_bundle, tiny_scorer, tmp_path_factory):
 
 def _call(client, method, path, key=None):
     url = path.replace("{case_id}", "a-1").replace("{key_id}", "999")
+    url = url.replace("{table}", "lessons")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return client.request(
         method, url, json=BODIES.get(path), headers=headers, follow_redirects=False
@@ -118,10 +126,13 @@ def test_roles_below_the_route_get_403_and_the_rest_pass(client, method, path):
 
 @pytest.mark.parametrize(("method", "path"), sorted(PAGE_ROUTES))
 def test_pages_without_a_session_go_to_sign_in(client, method, path):
-    # A Bearer key is not a session: the page needs its own sign-in.
+    # A Bearer key is not a session: the page needs its own sign-in, then comes back.
     response = _call(client, method, path, client.keys["admin"])
     assert response.status_code == 303
-    assert response.headers["location"].startswith("/review/sign-in?next=%2Freview")
+    location = response.headers["location"]
+    assert location.startswith("/review/sign-in?next=")
+    wanted = path.replace("{case_id}", "a-1").replace("{table}", "lessons")
+    assert unquote(location.split("next=", 1)[1]) == wanted
 
 
 @pytest.mark.parametrize(

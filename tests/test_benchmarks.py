@@ -9,24 +9,22 @@ import sys
 from tests.conftest import REPO
 
 
-def test_explain_benchmark_writes_its_report(tiny_bundle, tmp_path):
-    output = tmp_path / "explain.json"
+def _run(script: str, *arguments: str) -> None:
     done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "explain_bench.py"),
-            "--complaints",
-            "3",
-            "--bundle",
-            str(tiny_bundle),
-            "--output",
-            str(output),
-        ],
+        [sys.executable, str(REPO / "benchmarks" / script), *arguments],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_explain_benchmark_writes_its_report(tiny_bundle, tmp_path):
+    output = tmp_path / "explain.json"
+    _run(
+        "explain_bench.py",
+        *("--complaints", "3", "--bundle", str(tiny_bundle), "--output", str(output)),
+    )
     report = json.loads(output.read_text())
     assert report["all"]["complaints"] == 3 and report["bundle"] == "tiny-test"
     assert report["machine"]["versions"]["onnxruntime"]
@@ -54,3 +52,15 @@ def test_soak_script_runs_briefly_with_no_errors_and_loses_nothing(
     for phase in ("before_load", "after_load"):
         assert report["bad_inputs"][phase]["server_errors"] == 0
     assert report["alive_after"] is True
+
+
+def test_similar_benchmark_writes_its_report(tiny_bundle, tmp_path):
+    output = tmp_path / "similar.json"
+    _run(
+        "similar_bench.py",
+        *("--complaints", "4", "--sizes", "10,50", "--queries", "3"),
+        *("--bundle", str(tiny_bundle), "--output", str(output)),
+    )
+    report = json.loads(output.read_text())
+    assert report["bundle"] == "tiny-test" and report["embedding"]["complaints"] == 4
+    assert [row["cases"] for row in report["search"]] == [10, 50]

@@ -8,15 +8,17 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from serving.cases import get_case
 from serving.db.engine import Database
-from tests.conftest import free_port, wait_ready
+from tests.conftest import served
 
 CHROMIUM = os.environ.get("TRIAGE_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps trying to reach Google's hosts, which this
@@ -31,6 +33,24 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 HOSTILE = "Charged twice <img src=x onerror=\"document.title='pwned'\"> and no refund."
+
+
+@contextmanager
+def browser_page(width: int = 1366, height: int = 768) -> Iterator[Page]:
+    """A page in headless Chromium (Debian's, never a downloaded one), closed after."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install "
+            "chromium`, which `make test` does) or set TRIAGE_TEST_CHROMIUM"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -56,19 +76,8 @@ def server(tiny_bundle, tmp_path):
         "caller": cli("keys", "create", "--role", "caller", "--name", "call software"),
         "manager": cli("keys", "create", "--role", "manager", "--name", "Dana Reyes"),
     }
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [triage, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, tmp_path / "server.log")
+    with served(env, tmp_path) as base:
         yield base, keys, f"sqlite:///{tmp_path / 'triage.sqlite3'}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def test_a_manager_reviews_a_flagged_case_in_the_browser(
@@ -86,20 +95,8 @@ def test_a_manager_reviews_a_flagged_case_in_the_browser(
         assert scored.status_code == 200 and scored.json()["recorded"], scored.text
         assert scored.json()["escalation"]["flagged"]
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install "
-            "chromium`, which `make test` does) or set TRIAGE_TEST_CHROMIUM"
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            _review(page, base, keys["manager"], tmp_path)
-        finally:
-            browser.close()
+    with browser_page(height=768) as page:
+        _review(page, base, keys["manager"], tmp_path)
 
     database = Database(database_url)
     try:

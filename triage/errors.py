@@ -19,3 +19,7 @@ class InvalidComplaintError(TriageError):
 
 class DatasetSpecError(TriageError):
     """A dataset spec, or the data it points at, does not match what the spec declares."""
+
+
+class PeriodError(TriageError, ValueError):
+    """A report period cannot be read (a span like "7d" or a date like 2026-12-03)."""

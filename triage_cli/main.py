@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triage_cli import models
+from triage_cli import models, reports
 from triage_cli.common import _configure_logging, _database, _user_errors, console
 
 app = typer.Typer(
@@ -406,6 +406,8 @@ def keys_local() -> None:
         soft_wrap=True,
     )
 
+
+app.add_typer(reports.app)
 
 if __name__ == "__main__":
     app()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -123,6 +124,7 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_queue", "status", "flagged", "escalation_probability"),
         Index("ix_cases_created_at", "created_at"),
+        Index("ix_cases_resolved_at", "resolved_at"),
     )
 
 
@@ -269,3 +271,24 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("key_id", "idempotency_key"),)
+
+
+class CaseEmbedding(Base):
+    """A case's pooled text embedding from one model version's ONNX graph.
+
+    Kept so that the similar-cases index of a model version is rebuilt after a restart without
+    embedding every case again; `text_sha256` says which text it was computed from, so a case
+    scored again with new text is embedded again. `vector` holds float32 values, little-endian.
+    """
+
+    __tablename__ = "case_embeddings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(200), index=True)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("case_id", "model_version"),)
