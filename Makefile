@@ -7,6 +7,10 @@ PORT ?= 8000
 
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
+# glibc gives every thread that allocates its own malloc arena; under concurrent requests
+# onnxruntime's varying buffers fragment them and the server's memory creeps up. Two arenas
+# keep it near flat (measured with benchmarks/soak.py).
+export MALLOC_ARENA_MAX ?= 2
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -60,6 +60,7 @@ def start_server(bundle: Path, folder: Path, port: int) -> tuple[subprocess.Pope
         "TRIAGE_MODEL_DIR": str(bundle),
         "TRIAGE_DATA_DIR": str(folder),
         "TRIAGE_LOG_LEVEL": "WARNING",
+        "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),  # as `make serve`
     }
     created = subprocess.run(
         [

@@ -35,6 +35,7 @@ from serving.holder import ModelHolder
 from serving.idempotency import body_digest, checked, remember, replay
 from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
+from triage.cpu import available_cpus
 from triage.errors import InvalidComplaintError, TriageError
 from triage.redaction import Redactor
 from triage.scorer import Complaint, Prediction, Scorer
@@ -546,6 +547,8 @@ def create_app(
         details = {
             "model_dir": str(loaded.bundle.path),
             "threads": loaded.threads,
+            "max_concurrent_runs": loaded.max_concurrent_runs,
+            "cpus_available": available_cpus(),
             "threshold": loaded.threshold,
             "categories": manifest.categories,
             "escalation_label": manifest.escalation_proxy,

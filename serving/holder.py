@@ -82,6 +82,7 @@ class ModelHolder:
             path,
             threads=self.settings.threads,
             threshold=self.settings.escalation_threshold,
+            max_concurrent_runs=self.settings.max_concurrent_runs,
         )
         _verify(scorer)
         return scorer

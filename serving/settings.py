@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         default=None, ge=1, le=256, description="onnxruntime intra-op threads."
     )
+    max_concurrent_runs: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Model runs at the same time; default the CPUs available to the "
+        "process (cgroup quota and affinity).",
+    )
     escalation_threshold: float | None = Field(
         default=None,
         ge=0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import onnxruntime as ort
 
 from triage.aggregate import mean_by_complaint, sigmoid, softmax
 from triage.bundle import Bundle, load_bundle
+from triage.cpu import available_cpus
 from triage.errors import BundleError, InvalidComplaintError
 from triage.lexical import LexicalModel
 from triage.text import (
@@ -95,6 +97,9 @@ class Scorer:
         threshold: escalation threshold to flag at, instead of the bundle's default.
         chunk_batch: how many chunks go through the graph at once.
         top_k: how many categories each prediction lists.
+        max_concurrent_runs: graph runs allowed at the same time, across threads; default
+            the CPUs this process may use. More runs than cores add no throughput, and each
+            holds its own intermediate buffers, so a cap keeps memory bounded under load.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class Scorer:
         threshold: float | None = None,
         chunk_batch: int = 32,
         top_k: int = 3,
+        max_concurrent_runs: int | None = None,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         manifest = self.bundle.manifest
@@ -121,6 +127,8 @@ class Scorer:
         self.chunk_batch = chunk_batch
         self.top_k = max(1, min(top_k, len(manifest.categories) or 1))
         self.threads = threads
+        self.max_concurrent_runs = max_concurrent_runs or available_cpus()
+        self._runs = threading.BoundedSemaphore(self.max_concurrent_runs)
         self._check_outputs()
         logger.info("loaded model %s from %s", self.version, self.bundle.path)
 
@@ -169,11 +177,9 @@ class Scorer:
                 [chunks[i] for i in order[start : start + self.chunk_batch]]
             )
             feed = {name: getattr(batch, name) for name in GRAPH_INPUTS}
-            for name, value in zip(
-                self._output_names,
-                self.session.run(self._output_names, feed),
-                strict=True,
-            ):
+            with self._runs:
+                values = self.session.run(self._output_names, feed)
+            for name, value in zip(self._output_names, values, strict=True):
                 outputs[name].append(value)
 
         inverse = np.argsort(order)
