@@ -162,3 +162,12 @@ def test_an_unreachable_database_is_one_line(monkeypatch):
     assert result.exit_code == 1
     assert "Error: the cases database failed (OperationalError" in result.output
     assert "TRIAGE_DATABASE_URL" in result.output
+
+
+def test_serve_refuses_an_unreachable_database_in_one_line(monkeypatch):
+    monkeypatch.setenv(
+        "TRIAGE_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/x"
+    )
+    result = runner.invoke(app, ["serve", "--port", "8765"])
+    assert result.exit_code == 1
+    assert "Error: cannot reach the cases database (OperationalError" in result.output

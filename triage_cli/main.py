@@ -269,13 +269,21 @@ def serve(
     import uvicorn
 
     from serving.app import create_app
+    from serving.db.engine import Database
     from serving.settings import Settings
     from triage.bundle import load_bundle
 
     settings = Settings(**({"model_dir": model_dir} if model_dir else {}))
-    load_bundle(
-        settings.model_dir
-    )  # a missing or broken bundle fails here, in one line
+    # A missing bundle or an unreachable database fails here, in one line.
+    load_bundle(settings.model_dir)
+    database = Database(settings.resolved_database_url)
+    problem = database.check()
+    database.dispose()
+    if problem is not None:
+        raise ValueError(
+            f"cannot reach the cases database ({problem}); start it or fix "
+            "TRIAGE_DATABASE_URL"
+        )
     _configure_logging(settings.log_level)
     console.print(
         f"Review page: http://{host}:{port}/review · API docs: http://{host}:{port}/docs",
