@@ -282,6 +282,9 @@ def _open_session(
 ) -> tuple[ort.InferenceSession, list[str]]:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # onnxruntime keeps a memory plan per input shape it has seen; complaints come in every
+    # length and batch size, so the plans pile up and the process grows without bound.
+    options.enable_mem_pattern = False
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
