@@ -40,7 +40,7 @@ chromium:
 
 # Creates a local admin key on first run (var/local-admin.key, readable only by you).
 serve: $(VENV)/.serve
-	$(BIN)/triage keys local
+	$(BIN)/triage keys local --port $(PORT)
 	$(BIN)/triage serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev chromium

@@ -55,6 +55,65 @@ PAGE_HEADERS = {
 }
 
 
+class BodyLimit:
+    """Refuse a request body over `max_bytes` with a 413 before reading the rest of it, so
+    one client cannot make the server buffer hundreds of megabytes (a declared
+    Content-Length is checked at once; a chunked body is counted as it arrives)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > self.max_bytes
+        ):
+            await self._refuse(send)
+            return
+
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        response = JSONResponse(
+            {
+                "detail": f"the request body is over {self.max_bytes} bytes "
+                "(TRIAGE_MAX_BODY_BYTES); send smaller batches"
+            },
+            status_code=413,
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
 class ModelNotReady(Exception):
     """No model is loaded yet (or loading failed)."""
 
@@ -358,11 +417,22 @@ def create_app(
         same_site="strict",
         https_only=settings.secure_cookies,
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=review.STATIC), name="static")
     app.include_router(cases_api.router)
     app.include_router(models_api.router)
     app.include_router(review.router)
     app.include_router(reports_routes.router)
+
+    @app.middleware("http")
+    async def _refuse_nul_in_urls(request: Request, call_next) -> Response:
+        # No id, label or version holds a NUL; PostgreSQL could not even compare one.
+        if "%00" in request.url.path + "?" + request.url.query:
+            return JSONResponse(
+                {"detail": "the URL contains a NUL character (%00); remove it"},
+                status_code=400,
+            )
+        return await call_next(request)
 
     @app.middleware("http")
     async def _page_headers(request: Request, call_next) -> Response:
@@ -425,6 +495,12 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         # FastAPI reports a body it cannot decode as a bare "error parsing the body"; say why.
+        if error.status_code == 400 and isinstance(error.__cause__, _BodyTooLarge):
+            detail = (
+                f"the request body is over {settings.max_body_bytes} bytes "
+                "(TRIAGE_MAX_BODY_BYTES); send smaller batches"
+            )
+            return JSONResponse({"detail": detail}, status_code=413)
         if error.status_code == 400 and isinstance(error.__cause__, UnicodeError):
             detail = (
                 "the request body is not valid Unicode JSON: it holds invalid UTF-8 bytes or an "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
@@ -55,6 +55,13 @@ CaseId = Annotated[
         description=f"The case's id: {CASE_ID_RULE}.",
     ),
 ]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A filter bound without an offset is read as UTC, the zone cases are stored in."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def case_not_found(case_id: str) -> HTTPException:
@@ -170,8 +177,14 @@ def cases(
     status: Literal["open", "resolved"] | None = None,
     category: Annotated[str | None, Query(max_length=200)] = None,
     model_version: Annotated[str | None, Query(max_length=200)] = None,
-    since: datetime | None = Query(default=None, description="Created at or after."),
-    until: datetime | None = Query(default=None, description="Created before."),
+    since: datetime | None = Query(
+        default=None,
+        description="Created at or after: a date (2026-12-01) or a date and time; UTC "
+        "unless the value carries an offset.",
+    ),
+    until: datetime | None = Query(
+        default=None, description="Created before; the same forms as `since`."
+    ),
     order: Literal["recent", "escalation"] = "recent",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -182,8 +195,8 @@ def cases(
         status=status,
         category=category,
         model_version=model_version,
-        since=since,
-        until=until,
+        since=_utc(since),
+        until=_utc(until),
         order=order,
         limit=limit,
         offset=offset,

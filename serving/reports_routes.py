@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from serving.cases_api import case_not_found
+from serving.cases_api import CaseId, case_not_found
 from serving.charts import Chart, horizontal_bars, stacked_columns
 from serving.deps import DatabaseDep, Manager
 from serving.digest import Digest, build_digest, digest_filenames, render_markdown
@@ -205,7 +205,7 @@ def report_csv(
     "/v1/cases/{case_id}/similar", response_model=SimilarCasesOut, tags=["cases"]
 )
 def similar(
-    case_id: str,
+    case_id: CaseId,
     request: Request,
     database: DatabaseDep,
     _: Manager,

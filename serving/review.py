@@ -137,9 +137,12 @@ def _day(value: str | None, name: str) -> tuple[datetime | None, str | None]:
     if not value:
         return None, None
     try:
-        return datetime.combine(date.fromisoformat(value), time(), UTC), None
+        day = date.fromisoformat(value)
     except ValueError:
         return None, f"{name} must be a date like 2026-12-03"
+    if not 1900 <= day.year <= 2999:
+        return None, f"{name} must be a date between the years 1900 and 2999"
+    return datetime.combine(day, time(), UTC), None
 
 
 @router.get("")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -57,8 +58,8 @@ class ComplaintIn(BaseModel):
     @field_validator("case_id")
     @classmethod
     def _case_id(cls, value: str | None) -> str | None:
-        if value is not None and not CASE_ID.fullmatch(value):
-            raise ValueError(f"case_id must be {CASE_ID_RULE}")
+        if value is not None and (not CASE_ID.fullmatch(value) or not value.strip(".")):
+            raise ValueError(f"case_id must be {CASE_ID_RULE}, not only dots")
         return value
 
     @property
@@ -151,9 +152,18 @@ class ReadyOut(BaseModel):
 
 
 def _free_text(value: str, name: str) -> str:
+    """A manager's free text: valid Unicode without control characters other than line
+    breaks and tabs (these fields are printed in terminals and documents, where an escape
+    sequence would act)."""
     problem = unicode_problem(value)
     if problem:
         raise ValueError(f"{name} {problem}")
+    for index, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" and char not in "\n\r\t":
+            raise ValueError(
+                f"{name} contains a control character (U+{ord(char):04X}) at character "
+                f"{index}; remove it"
+            )
     return value.strip()
 
 

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Most characters in one batch request, all items together: bounds its cost.",
     )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body read; a larger one gets 413 before it is read.",
+    )
     max_metadata_keys: int = Field(default=32, ge=0)
     max_metadata_key_chars: int = Field(default=64, ge=1)
     max_metadata_value_chars: int = Field(default=500, ge=1)

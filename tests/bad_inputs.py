@@ -53,6 +53,16 @@ SCORING = [
     ("case id of 10,000 characters", _json({"text": "fee", "case_id": "a" * 10_000})),
     ("case id with HTML", _json({"text": "fee", "case_id": "<script>"})),
     ("record is a string", _json({"text": "fee", "record": "yes"})),
+    ("case id of only dots", _json({"text": "fee", "case_id": ".."})),
+    (
+        "NUL in a stored complaint",
+        _json({"text": "fee \x00 refund", "case_id": "nul-1"}),
+    ),
+    (
+        "NUL in a metadata value",
+        _json({"text": "fee", "metadata": {"company": "a\x00"}}),
+    ),
+    ("9 MB body", _raw(b'{"text": "' + b" " * (9 * MB) + b'x"}')),
     ("body is an array", _json([{"text": "fee"}])),
     ("body is not JSON", _raw(b"text=fee", "application/x-www-form-urlencoded")),
     ("empty body", _raw(b"")),
@@ -87,6 +97,10 @@ CASES = [
     ("case id with emoji", "GET", "/v1/cases/%F0%9F%98%A1", {}),
     ("case id with a NUL", "GET", "/v1/cases/a%00b", {}),
     ("case id with a space", "GET", "/v1/cases/a%20b", {}),
+    ("NUL in a query", "GET", "/v1/cases?category=%00", {}),
+    ("NUL in similar cases", "GET", "/v1/cases/%00/similar", {}),
+    ("since is a plain date", "GET", "/v1/cases?since=2026-12-01&until=2026-12-31", {}),
+    ("since in the year 1", "GET", "/v1/cases?since=0001-01-01T00:00:00Z", {}),
     ("explain an unknown case", "GET", "/v1/cases/none/explanation", {}),
 ]
 
@@ -157,6 +171,11 @@ PAGES = [
     ),
     ("queue page is not a number", "GET", "/review?page=abc", {}),
     ("queue date is not a date", "GET", "/review?since=31/02/2026", {}),
+    ("queue date in the year 9999", "GET", "/review?until=9999-12-31", {}),
+    ("reports from the year 1", "GET", "/reports?since=0001-01-01", {}),
+    ("reports to the year 9999", "GET", "/reports?until=9999-12-31", {}),
+    ("digest to the year 9999", "GET", "/reports/digest?until=9999-12-31", {}),
+    ("CSV from the year 1", "GET", "/reports/lessons.csv?since=0001-01-01", {}),
 ]
 
 

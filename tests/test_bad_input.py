@@ -48,3 +48,28 @@ def test_the_service_still_scores_after_the_table(client):
         client.request(entry[1], entry[2], **entry[3])
     response = client.post("/v1/triage", json={"text": "I was charged twice."})
     assert response.status_code == 200 and response.json()["category"]["label"]
+
+
+def test_a_huge_body_is_refused_before_it_is_read_even_without_a_key(client):
+    huge = b'{"text": "' + b" " * (9 * 1024 * 1024) + b'"}'
+    response = client.post(
+        "/v1/triage",
+        content=huge,
+        headers={"Authorization": "", "content-type": "application/json"},
+    )
+    assert response.status_code == 413 and "TRIAGE_MAX_BODY_BYTES" in response.text
+
+    def chunks():
+        for _ in range(10):
+            yield b" " * (1024 * 1024)
+
+    streamed = client.post(
+        "/v1/triage", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+
+
+def test_nul_is_refused_alike_on_every_backend(client):
+    response = client.post("/v1/triage", json={"text": "fee \x00", "case_id": "n-1"})
+    assert response.status_code == 422 and "NUL character" in response.text
+    assert client.get("/v1/cases/n-1").status_code == 404

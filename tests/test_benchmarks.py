@@ -38,7 +38,7 @@ def test_soak_script_runs_briefly_with_no_errors_and_loses_nothing(
         [
             sys.executable,
             str(REPO / "benchmarks" / "soak.py"),
-            *("--minutes", "0.1", "--concurrency", "8"),
+            *("--minutes", "0.1", "--concurrency", "8", "--warmup", "2"),
             *("--bundle", str(tiny_bundle), "--output", str(output)),
         ],
         capture_output=True,

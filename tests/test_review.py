@@ -185,3 +185,26 @@ def test_sign_out_ends_the_session(page):
     queue = page.get("/review")
     page.post("/review/sign-out", data={"csrf": _csrf(queue)})
     assert page.get("/review", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/review?until=9999-12-31",
+        "/reports?since=0001-01-01",
+        "/reports?until=9999-12-31",
+        "/reports/digest?until=9999-12-31",
+        "/reports/lessons.csv?since=0001-01-01",
+    ],
+)
+def test_dates_outside_any_sensible_year_get_a_message_not_a_crash(page, url):
+    sign_in(page)
+    response = page.get(url)
+    assert response.status_code < 500
+    assert "1900" in response.text and "2999" in response.text
+
+
+def test_the_markdown_digest_falls_back_to_its_default_period_on_impossible_dates(page):
+    sign_in(page)
+    response = page.get("/reports/digest.md?since=0001-01-01")
+    assert response.status_code == 200 and response.text.startswith("# Lessons digest")

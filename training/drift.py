@@ -168,7 +168,7 @@ def _embed(scorer: Scorer, texts: Sequence[str], metadata: Sequence) -> np.ndarr
 def drift_report(scorer: Scorer, training: Training, recent: Recent) -> dict:
     if len(recent.texts) < 2:
         raise ValueError(
-            f"only {len(recent.texts)} recent cases; drift needs at least 2 (widen --since)"
+            f"{len(recent.texts)} recent case(s); drift needs at least 2: widen --days"
         )
     report = {
         "model_version": scorer.version,

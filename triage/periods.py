@@ -18,6 +18,10 @@ UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1
 SPAN_HELP = 'a span such as "7d", "2w" or "24h", or a date such as 2026-12-03'
 
 
+# Dates outside these years are typing slips, and their arithmetic overflows `datetime`.
+EARLIEST, LATEST = 1900, 2999
+
+
 @dataclass(frozen=True)
 class Period:
     """The instants from `since` (included) to `until` (excluded), in UTC."""
@@ -74,11 +78,20 @@ def parse_span(text: str) -> timedelta:
 
 def parse_day(text: str, name: str = "date") -> date:
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise PeriodError(
             f"{name} {text!r} is not a date: use YYYY-MM-DD, e.g. 2026-12-03"
         ) from None
+    return _within_years(day, name)
+
+
+def _within_years(day: date, name: str) -> date:
+    if not EARLIEST <= day.year <= LATEST:
+        raise PeriodError(
+            f"{name} {day.isoformat()} is outside the years {EARLIEST} to {LATEST}"
+        )
+    return day
 
 
 def midnight(day: date) -> datetime:
@@ -107,12 +120,12 @@ def resolve(since: str, until: str | None, now: datetime) -> Period:
     if SPAN.match(since or ""):
         return Period(end - parse_span(since), end)
     try:
-        start = midnight(date.fromisoformat((since or "").strip()))
+        start = date.fromisoformat((since or "").strip())
     except ValueError:
         raise PeriodError(
             f"--since {since!r} is not understood: use {SPAN_HELP}"
         ) from None
-    return Period(start, end)
+    return Period(midnight(_within_years(start, "--since")), end)
 
 
 def granularity(period: Period) -> str:

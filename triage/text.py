@@ -47,14 +47,18 @@ class EncodedBatch:
 
 
 def unicode_problem(value: str) -> str | None:
-    """Why `value` cannot be tokenized, or None.
+    """Why `value` cannot be tokenized or stored, or None.
 
-    JSON escapes such as a lone \\ud800 decode to unpaired surrogates, which are not text.
+    JSON escapes such as a lone \\ud800 decode to unpaired surrogates, which are not text; a
+    NUL character is not text either.
     """
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
         return f"contains an unpaired surrogate (\\u{ord(value[error.start]):04x}) at character {error.start}; send valid Unicode"
+    if "\x00" in value:
+        # Never text, and PostgreSQL cannot store it: refused on every backend alike.
+        return f"contains a NUL character at character {value.index(chr(0))}; remove it"
     return None
 
 

@@ -391,10 +391,14 @@ def keys_revoke(key_id: int) -> None:
 
 @keys_app.command("local")
 @_user_errors
-def keys_local() -> None:
+def keys_local(
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The port the curl hint uses.")
+    ] = 8000,
+) -> None:
     """Make sure a local admin key exists in a file only you can read, and say where.
 
-    Example: triage keys local
+    Example: triage keys local --port 8000
     """
     from serving.auth import ensure_local_key
     from serving.settings import Settings
@@ -409,7 +413,8 @@ def keys_local() -> None:
         f"{state} in {path} (readable only by you). Score with:\n"
         f'  curl -H "Authorization: Bearer $(cat {path})" '
         "-H 'content-type: application/json' "
-        """-d '{"text": "I was charged twice"}' http://127.0.0.1:8000/v1/triage""",
+        """-d '{"text": "I was charged twice"}' """
+        f"http://127.0.0.1:{port}/v1/triage",
         highlight=False,
         soft_wrap=True,
     )

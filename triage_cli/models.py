@@ -49,17 +49,16 @@ def list_models() -> None:
     with database.session() as session, session.begin():
         ensure_champion(session, _settings().model_dir)
         rows = versions(session)
-        table = Table(
-            "version", "status", "registered", "by", "promoted", "promoted by"
-        )
+        table = Table("status", "registered", "by", "promoted", "promoted by")
+        table.add_column("version", overflow="fold")  # whole, so it can be copied
         for row in rows:
             table.add_row(
-                row.version,
                 row.status,
                 row.registered_at.strftime("%Y-%m-%d %H:%M"),
                 row.trained_by,
                 row.promoted_at.strftime("%Y-%m-%d %H:%M") if row.promoted_at else "",
                 row.promoted_by or "",
+                row.version,
             )
     Console().print(table)
 
