@@ -231,6 +231,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def cli_key(env: dict[str, str], role: str, name: str, *options: str) -> str:
+    """A key made by `triage keys create` in the environment a test server will use."""
+    triage = shutil.which("triage", path=str(Path(sys.executable).parent))
+    done = subprocess.run(
+        [triage, "keys", "create", "--role", role, "--name", name, *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @contextmanager
 def served(env: dict[str, str], folder: Path) -> Iterator[str]:
     """`triage serve` on a free port with `env`, its log in `folder`/server.log; yields

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT_BUNDLE, REPO, free_port, wait_ready
+from tests.conftest import DEFAULT_BUNDLE, REPO, cli_key, free_port, wait_ready
 from triage.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
@@ -91,15 +91,7 @@ def test_the_real_server_scores_a_real_complaint_without_torch(bundle, cfpb, tmp
     port = free_port()
     triage = Path(sys.executable).with_name("triage")
     env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path)}
-    created = subprocess.run(
-        [str(triage), "keys", "create", "--role", "caller", "--name", "e2e"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert created.returncode == 0, created.stderr
-    key = created.stdout.strip()
+    key = cli_key(env, "caller", "e2e")
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [str(triage), "serve", "--port", str(port)],

@@ -19,7 +19,7 @@ from serving.app import create_app
 from serving.cases import get_case
 from serving.db.engine import Database
 from serving.settings import Settings
-from tests.conftest import add_key, free_port, postgres_database, wait_ready
+from tests.conftest import add_key, cli_key, free_port, postgres_database, wait_ready
 from tests.faults import CuttableProxy
 
 
@@ -82,15 +82,7 @@ def test_outcomes_written_while_the_process_is_killed_are_whole_or_absent(
         "TRIAGE_DATABASE_URL": database_url,
         "TRIAGE_THREADS": "1",
     }
-    triage = Path(sys.executable).with_name("triage")
-    created = subprocess.run(
-        [str(triage), "keys", "create", "--role", "manager", "--name", "m"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    headers = {"Authorization": f"Bearer {cli_key(env, 'manager', 'm')}"}
     port, log = free_port(), tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
     server = _serve(env, port, log)

@@ -4,9 +4,6 @@ whatever schemathesis generates, the answer is never a server error."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -14,9 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.conftest import free_port, wait_ready
+from tests.conftest import cli_key, served
 
-TRIAGE = Path(sys.executable).with_name("triage")
 EXAMPLES = 25
 
 
@@ -30,39 +26,9 @@ def live(tiny_bundle, tmp_path_factory):
         "TRIAGE_THREADS": "1",
         "TRIAGE_LOG_LEVEL": "WARNING",
     }
-    created = subprocess.run(
-        [
-            str(TRIAGE),
-            "keys",
-            "create",
-            "--role",
-            "admin",
-            "--name",
-            "fuzz",
-            "--rate-limit",
-            "0",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert created.returncode == 0, created.stderr
-    port, log = free_port(), folder / "server.log"
-    with log.open("wb") as handle:
-        server = subprocess.Popen(
-            [str(TRIAGE), "serve", "--port", str(port)],
-            env=env,
-            stdout=handle,
-            stderr=handle,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, log)
-        yield base, created.stdout.strip()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    key = cli_key(env, "admin", "fuzz", "--rate-limit", "0")
+    with served(env, folder) as base:
+        yield base, key
 
 
 def _fuzz(operation, mode, key: str, tried: dict[str, int]) -> None:

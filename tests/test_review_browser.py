@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from serving.cases import get_case
 from serving.db.engine import Database
-from tests.conftest import served
+from tests.conftest import cli_key, served
 
 CHROMIUM = os.environ.get("TRIAGE_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps trying to reach Google's hosts, which this
@@ -56,7 +53,6 @@ def browser_page(width: int = 1366, height: int = 768) -> Iterator[Page]:
 @pytest.fixture
 def server(tiny_bundle, tmp_path):
     """`triage serve` on a free port, flagging everything, with its own SQLite file."""
-    triage = shutil.which("triage", path=str(Path(sys.executable).parent))
     env = {
         **os.environ,
         "TRIAGE_MODEL_DIR": str(tiny_bundle),
@@ -65,16 +61,9 @@ def server(tiny_bundle, tmp_path):
         "TRIAGE_THREADS": "1",
     }
 
-    def cli(*args: str) -> str:
-        done = subprocess.run(
-            [triage, *args], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
     keys = {
-        "caller": cli("keys", "create", "--role", "caller", "--name", "call software"),
-        "manager": cli("keys", "create", "--role", "manager", "--name", "Dana Reyes"),
+        "caller": cli_key(env, "caller", "call software"),
+        "manager": cli_key(env, "manager", "Dana Reyes"),
     }
     with served(env, tmp_path) as base:
         yield base, keys, f"sqlite:///{tmp_path / 'triage.sqlite3'}"
