@@ -53,17 +53,22 @@ model: $(VENV)/.dev
 	$(BIN)/triage train --spec data/specs/cfpb.toml --output runs/cfpb
 	$(BIN)/triage export runs/cfpb --output models/default
 
-# Model-level throughput against the transformers pipeline and TF-IDF, and the cost of
-# explaining a flag and of similar-case search; each writes its JSON to benchmarks/results/.
+# Throughput against the transformers pipeline and TF-IDF, cost against token length and the
+# compute ceiling, HTTP load, and the cost of explaining a flag and of similar-case search; each
+# writes its JSON to benchmarks/results/, and the README's performance section is rewritten from
+# them (with the last `make soak`). About 15 minutes on 2 cores.
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/model_bench.py
+	$(BIN)/python benchmarks/cost_bench.py
+	$(BIN)/python benchmarks/http_bench.py
 	$(BIN)/python benchmarks/explain_bench.py
 	$(BIN)/python benchmarks/similar_bench.py
+	$(BIN)/python benchmarks/report.py
 
-# Ten minutes of closed-loop load at concurrency 32, then checks that nothing was lost;
-# writes benchmarks/results/soak.json.
+# At least ten minutes and 100,000 requests of closed-loop load at concurrency 32, then checks
+# that nothing was lost; writes benchmarks/results/soak.json.
 soak: $(VENV)/.dev
-	$(BIN)/python benchmarks/soak.py --minutes 10 --concurrency 32
+	$(BIN)/python benchmarks/soak.py --minutes 10 --requests 100000 --concurrency 32
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .

@@ -1,6 +1,7 @@
 """Soak: a live server under closed-loop load on loopback, then proof that nothing was lost.
 
-Usage: ``python benchmarks/soak.py [--minutes 10] [--concurrency 32]`` (``make soak``).
+Usage: ``python benchmarks/soak.py [--minutes 10] [--requests 100000] [--concurrency 32]``
+(``make soak``): the load lasts until both the minutes and the request count are reached.
 
 Starts `triage serve` on the committed default bundle with its own SQLite database, creates an
 unlimited caller key, and keeps `--concurrency` requests in flight for `--minutes`: real CFPB
@@ -111,18 +112,27 @@ def send_bad_inputs(base: str, key: str) -> dict:
 
 
 async def load(
-    base: str, key: str, seconds: float, concurrency: int, corpus: list[str]
+    base: str,
+    key: str,
+    seconds: float,
+    concurrency: int,
+    corpus: list[str],
+    min_requests: int = 0,
 ):
     latencies: list[float] = []
     errors: dict[str, int] = {}
     recorded: list[str] = []
-    stop = time.monotonic() + seconds
+    until = time.monotonic() + seconds
+
+    def going() -> bool:
+        return time.monotonic() < until or len(latencies) < min_requests
+
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=concurrency)
 
     async def worker(index: int, client: httpx.AsyncClient) -> None:
         sent = 0
-        while time.monotonic() < stop:
+        while going():
             body = {"text": corpus[(index * 7919 + sent) % len(corpus)]}
             if sent % 10 == 0:
                 body["case_id"] = f"soak-{index}-{sent}"
@@ -162,6 +172,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
+        "--requests", type=int, default=0, help="least requests in the measured load"
+    )
+    parser.add_argument(
         "--warmup", type=float, default=30.0, help="seconds before measuring"
     )
     parser.add_argument("--bundle", type=Path, default=REPO / "models" / "default")
@@ -180,7 +193,14 @@ def main() -> None:
             rss_start = rss_mb(server.pid)
             started = time.monotonic()
             latencies, errors, recorded = asyncio.run(
-                load(base, key, args.minutes * 60, args.concurrency, corpus)
+                load(
+                    base,
+                    key,
+                    args.minutes * 60,
+                    args.concurrency,
+                    corpus,
+                    args.requests,
+                )
             )
             elapsed = time.monotonic() - started
             rss_end = rss_mb(server.pid)

@@ -28,10 +28,11 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from serving import cases_api, models_api, reports_routes, review
 from serving.auth import KeyRing, Principal, RateLimiter
+from serving.batching import MicroBatcher
 from serving.cases import CaseRecord, record_cases, record_shadow
 from serving.db.engine import Database
 from serving.deps import Caller, DatabaseUnavailable, database_reason
-from serving.holder import ModelHolder
+from serving.holder import ModelHolder, run_layout
 from serving.idempotency import body_digest, checked, remember, replay
 from serving.schemas import BatchIn, BatchOut, ComplaintIn, ReadyOut, TriageOut
 from serving.settings import Settings, get_settings
@@ -394,10 +395,13 @@ def create_app(
             logger.error("cannot load the model: %s", error)
             raise
         logger.info("serving model %s", app.state.scorer.version)
+        app.state.batcher = open_batcher(settings)
         watcher = asyncio.create_task(holder.watch())
         yield
         watcher.cancel()
-        app.state.scorer = app.state.shadow = None
+        if app.state.batcher is not None:
+            app.state.batcher.stop()
+        app.state.scorer = app.state.shadow = app.state.batcher = None
         app.state.database.dispose()
 
     app = FastAPI(
@@ -406,7 +410,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.scorer = app.state.shadow = None
+    app.state.scorer = app.state.shadow = app.state.batcher = None
     app.state.settings = settings
     app.state.redactor = Redactor(settings.redact_kinds) if settings.redact else None
     app.add_middleware(
@@ -525,7 +529,12 @@ def create_app(
         errors = _limit_errors(items, settings, prefix)
         if errors:
             raise RequestValidationError(errors)
-        predictions = scorer.score([Complaint(i.text, i.metadata) for i in items])
+        complaints = [Complaint(i.text, i.metadata) for i in items]
+        batcher: MicroBatcher | None = app.state.batcher
+        if batcher is None:
+            predictions = scorer.score(complaints)
+        else:
+            predictions = batcher.score(scorer, complaints)
         logger.debug(
             "scored %d complaints in %d chunks",
             len(items),
@@ -625,6 +634,9 @@ def create_app(
             "threads": loaded.threads,
             "max_concurrent_runs": loaded.max_concurrent_runs,
             "cpus_available": available_cpus(),
+            "micro_batching": request.app.state.batcher.details()
+            if request.app.state.batcher is not None
+            else None,
             "threshold": loaded.threshold,
             "categories": manifest.categories,
             "escalation_label": manifest.escalation_proxy,
@@ -638,6 +650,18 @@ def create_app(
         return JSONResponse(body.model_dump())
 
     return app
+
+
+def open_batcher(settings: Settings) -> MicroBatcher | None:
+    if not settings.micro_batching:
+        logger.info("micro-batching is off: every request runs the model on its own")
+        return None
+    runs, _ = run_layout(settings)
+    return MicroBatcher(
+        runners=runs,
+        max_batch_tokens=settings.batch_tokens,
+        max_wait=settings.batch_wait_ms / 1000,
+    )
 
 
 def _session_secret(settings: Settings) -> str:

@@ -24,6 +24,7 @@ from serving.db.models import CHALLENGER, ModelVersion, utcnow
 from serving.deps import database_reason
 from serving.registry import champion, ensure_champion
 from serving.settings import Settings
+from triage.cpu import available_cpus
 from triage.errors import BundleError
 from triage.scorer import Complaint, Scorer
 
@@ -78,11 +79,12 @@ class ModelHolder:
         self._refresh_shadow()
 
     def _load(self, path: str) -> Scorer:
+        runs, threads = run_layout(self.settings)
         scorer = Scorer(
             path,
-            threads=self.settings.threads,
+            threads=threads,
             threshold=self.settings.escalation_threshold,
-            max_concurrent_runs=self.settings.max_concurrent_runs,
+            max_concurrent_runs=runs,
         )
         _verify(scorer)
         return scorer
@@ -159,6 +161,19 @@ class ModelHolder:
                 if not failing:
                     logger.warning(self.status.last_error)
                 failing = True
+
+
+def run_layout(settings: Settings) -> tuple[int, int]:
+    """Concurrent model runs and onnxruntime threads per run, from settings and the CPUs.
+
+    By default every CPU the process may use (cgroup quota and affinity) runs its own
+    single-threaded model run: on a small machine, independent runs keep every core busy without
+    the threads of one run waiting on each other.
+    """
+    cpus = available_cpus()
+    runs = settings.max_concurrent_runs or cpus
+    threads = settings.threads or max(1, cpus // runs)
+    return runs, threads
 
 
 def _verify(scorer: Scorer) -> None:

@@ -26,7 +26,11 @@ class Settings(BaseSettings):
         default=DEFAULT_MODEL_DIR, description="The bundle to serve."
     )
     threads: int | None = Field(
-        default=None, ge=1, le=256, description="onnxruntime intra-op threads."
+        default=None,
+        ge=1,
+        le=256,
+        description="onnxruntime intra-op threads per model run; default the CPUs available "
+        "divided by max_concurrent_runs (one each by default).",
     )
     max_concurrent_runs: int | None = Field(
         default=None,
@@ -34,6 +38,23 @@ class Settings(BaseSettings):
         le=256,
         description="Model runs at the same time; default the CPUs available to the "
         "process (cgroup quota and affinity).",
+    )
+    micro_batching: bool = Field(
+        default=True,
+        description="Merge concurrent scoring requests into shared model runs.",
+    )
+    batch_tokens: int = Field(
+        default=1024,
+        ge=16,
+        le=65_536,
+        description="Most tokens of text merged into one batch of requests.",
+    )
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="How long a free runner waits for more requests before scoring what "
+        "it has; 0 scores at once (batches still form under load).",
     )
     escalation_threshold: float | None = Field(
         default=None,

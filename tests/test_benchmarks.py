@@ -64,3 +64,50 @@ def test_similar_benchmark_writes_its_report(tiny_bundle, tmp_path):
     report = json.loads(output.read_text())
     assert report["bundle"] == "tiny-test" and report["embedding"]["complaints"] == 4
     assert [row["cases"] for row in report["search"]] == [10, 50]
+
+
+def test_model_benchmark_compares_every_system_on_a_few_texts(tmp_path):
+    output = tmp_path / "model.json"
+    _run("model_bench.py", "--texts", "6", "--rounds", "1", "--output", str(output))
+    report = json.loads(output.read_text())
+    assert set(report["texts_per_s"]) >= {
+        "triage_b1",
+        "triage_per_core",
+        "pipeline_b1",
+        "pipeline_b32",
+        "tfidf_b1",
+    }
+    assert report["ratio_vs_pipeline"]["batched"] > 0
+    assert [row["chunks_per_run"] for row in report["run_rows"]] == [1, 4, 16]
+    # One chunk per run is what the service does: scores equal scoring alone.
+    assert report["run_rows"][0]["max_probability_shift"] < 1e-6
+
+
+def test_cost_benchmark_relates_speed_to_the_ceiling(tmp_path):
+    output = tmp_path / "cost.json"
+    _run("cost_bench.py", "--texts", "2", "--output", str(output))
+    report = json.loads(output.read_text())
+    assert report["peak_gflops"]["int8"] > 0 and report["peak_gflops"]["fp32"] > 0
+    for row in report["lengths"]:
+        assert row["texts"] == 2 and 0 < row["ceiling_texts_per_s"]
+        assert row["gflops_per_text"] > 0
+
+
+def test_http_benchmark_measures_both_serving_modes(tiny_bundle, tmp_path):
+    output = tmp_path / "http.json"
+    _run(
+        "http_bench.py",
+        *("--seconds", "1", "--rate", "5", "--texts", "20"),
+        *("--bundle", str(tiny_bundle), "--output", str(output)),
+    )
+    report = json.loads(output.read_text())
+    for mode in ("http", "http_without_micro_batching"):
+        assert report[mode]["concurrency_8"]["errors"] == 0
+        assert report[mode]["cold_start_s"] > 0
+    assert report["http"]["open_loop_5rps"]["requests"] > 0
+    assert report["http"]["server"]["micro_batching"]["requests"] > 0
+    assert report["http_without_micro_batching"]["server"]["micro_batching"] is None
+
+
+def test_readme_performance_section_matches_the_saved_results():
+    _run("report.py", "--check")

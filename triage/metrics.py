@@ -10,12 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    f1_score,
-    roc_auc_score,
-)
+
+# scikit-learn is imported where a metric is computed, not here: importing it takes over a
+# second, and the service imports this module at startup for shadow comparisons it may never run.
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -41,6 +38,8 @@ def recall_at_fraction(y: np.ndarray, p: np.ndarray, fraction: float) -> float:
 
 def escalation_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, float]:
     """Ranking, capacity and calibration metrics of escalation probabilities."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     if len(np.unique(y)) < 2:
         raise ValueError(
@@ -63,6 +62,8 @@ def category_metrics(
     y: Sequence[int], predicted: Sequence[int], labels: Sequence[str]
 ) -> dict:
     """Macro-F1 over all labels, accuracy and per-label F1."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     y, predicted = np.asarray(y, dtype=int), np.asarray(predicted, dtype=int)
     indices = list(range(len(labels)))
     per_class = f1_score(y, predicted, labels=indices, average=None, zero_division=0)
@@ -89,6 +90,8 @@ def within_group_roc_auc(
 
     For one call center, which company answered is constant: this is what the text adds there.
     """
+    from sklearn.metrics import roc_auc_score
+
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     groups = np.asarray([str(g) for g in groups])
     scores = {}

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from triage.metrics import escalation_metrics
 from triage.scorer import Complaint, Scorer
@@ -96,6 +95,10 @@ def holdout_report(
     """Escalation metrics on every case; category metrics on the cases whose true category is
     one of `shared` (labels both compared models know), so a new label cannot count against
     the model that never had it."""
+    from sklearn.metrics import (
+        f1_score,
+    )  # imported here: the service imports this module
+
     escalation, category = scorer.probabilities(
         [Complaint(c.text, c.metadata) for c in cases]
     )

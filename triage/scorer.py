@@ -3,6 +3,17 @@
 The scorer takes a batch of complaints and returns a batch of predictions; a single request is a
 batch of one. Work that can be done once (session, tokenizer, label tables) is done in the
 constructor, so a call does only tokenization, the graph run and a little numpy.
+
+Scoring has two steps so that a server can merge concurrent requests: `encode` checks and
+tokenizes one request's complaints (any thread, in parallel), and `score_encoded` scores several
+encoded requests in one call.
+
+By default every chunk goes through the graph in a run of its own. int8 dynamic quantization
+scales each run's activations together, so in a shared run a complaint's probabilities move with
+its run mates (by up to 0.06 for a category at 2 to 32 rows on the default bundle); alone, a
+complaint gets the same score however it was sent. On the 2-core development CPUs, larger runs
+gained little, as activations soon outgrow a core's cache (`benchmarks/model_bench.py` measures
+both). `chunk_batch` and `max_batch_tokens` allow larger runs where throughput matters more.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -22,6 +33,7 @@ from triage.cpu import available_cpus
 from triage.errors import BundleError, InvalidComplaintError
 from triage.lexical import LexicalModel
 from triage.text import (
+    Chunk,
     ComplaintEncoder,
     has_readable_text,
     load_tokenizer,
@@ -73,6 +85,18 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class EncodedComplaints:
+    """One request's complaints, checked and split into model windows."""
+
+    complaints: Sequence[Complaint]
+    chunks: list[Chunk]
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(chunk.input_ids) for chunk in self.chunks)
+
+
+@dataclass(frozen=True)
 class RawScores:
     """Per-complaint logits before the final temperature, and the pooled text embeddings.
 
@@ -95,7 +119,10 @@ class Scorer:
         bundle: a loaded bundle, or the path of one.
         threads: onnxruntime intra-op threads; None lets onnxruntime decide.
         threshold: escalation threshold to flag at, instead of the bundle's default.
-        chunk_batch: how many chunks go through the graph at once.
+        chunk_batch: at most this many chunks go through the graph in one run; see the module
+            docstring before raising it.
+        max_batch_tokens: at most this many padded tokens go through the graph in one run (a
+            single longer chunk still runs alone).
         top_k: how many categories each prediction lists.
         max_concurrent_runs: graph runs allowed at the same time, across threads; default
             the CPUs this process may use. More runs than cores add no throughput, and each
@@ -107,7 +134,8 @@ class Scorer:
         bundle: Bundle | str | os.PathLike,
         threads: int | None = None,
         threshold: float | None = None,
-        chunk_batch: int = 32,
+        chunk_batch: int = 1,
+        max_batch_tokens: int = 512,
         top_k: int = 3,
         max_concurrent_runs: int | None = None,
     ) -> None:
@@ -125,6 +153,7 @@ class Scorer:
         )
         self.threshold = threshold if threshold is not None else manifest.threshold
         self.chunk_batch = chunk_batch
+        self.max_batch_tokens = max_batch_tokens
         self.top_k = max(1, min(top_k, len(manifest.categories) or 1))
         self.threads = threads
         self.max_concurrent_runs = max_concurrent_runs or available_cpus()
@@ -146,50 +175,31 @@ class Scorer:
     def version(self) -> str:
         return self.bundle.version
 
-    def raw_scores(self, complaints: Sequence[Complaint]) -> RawScores:
-        """Aggregated, uncalibrated logits for a batch (also used to fit calibration)."""
+    def encode(self, complaints: Sequence[Complaint]) -> EncodedComplaints:
+        """Check a request's complaints and split them into windows; raises on bad input."""
         if not complaints:
             raise InvalidComplaintError("no complaints to score")
         for index, complaint in enumerate(complaints):
-            if not complaint.text or not has_readable_text(complaint.text):
-                raise InvalidComplaintError(
-                    f"complaint {index} has no readable text (empty, spaces or control characters)"
-                )
-            problem = unicode_problem(complaint.text)
-            if problem:
-                raise InvalidComplaintError(f"complaint {index}: text {problem}")
-            for key, value in (complaint.metadata or {}).items():
-                problem = unicode_problem(key) or (
-                    unicode_problem(value) if isinstance(value, str) else None
-                )
-                if problem:
-                    raise InvalidComplaintError(
-                        f"complaint {index}: a metadata key or value {problem}"
-                    )
+            _check_complaint(index, complaint)
 
         chunks = self.encoder.chunks(
             [c.text for c in complaints], [c.metadata for c in complaints]
         )
-        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].input_ids))
-        outputs: dict[str, list[np.ndarray]] = {name: [] for name in self._output_names}
-        for start in range(0, len(order), self.chunk_batch):
-            batch = self.encoder.pad(
-                [chunks[i] for i in order[start : start + self.chunk_batch]]
-            )
-            feed = {name: getattr(batch, name) for name in GRAPH_INPUTS}
-            with self._runs:
-                values = self.session.run(self._output_names, feed)
-            for name, value in zip(self._output_names, values, strict=True):
-                outputs[name].append(value)
+        return EncodedComplaints(complaints, chunks)
 
-        inverse = np.argsort(order)
+    def raw_scores(self, complaints: Sequence[Complaint]) -> RawScores:
+        """Aggregated, uncalibrated logits for a batch (also used to fit calibration)."""
+        return self._raw(self.encode(complaints))
+
+    def _raw(self, encoded: EncodedComplaints) -> RawScores:
+        complaints, chunks = encoded.complaints, encoded.chunks
+        outputs = self._run_chunks(chunks)
+
         index = np.array([c.complaint_index for c in chunks])
         weights = np.array([max(c.text_tokens, 1) for c in chunks], dtype=np.float64)
         merged = {
-            name: mean_by_complaint(
-                np.concatenate(parts)[inverse], index, weights, len(complaints)
-            )
-            for name, parts in outputs.items()
+            name: mean_by_complaint(values, index, weights, len(complaints))
+            for name, values in outputs.items()
         }
         escalation, category = (
             merged.get("escalation_logit"),
@@ -204,6 +214,35 @@ class Scorer:
             encoder_escalation=escalation,
             encoder_category=category,
         )
+
+    def _run_chunks(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
+        """Graph outputs for every chunk, in the chunks' order."""
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].input_ids))
+        outputs: dict[str, list[np.ndarray]] = {name: [] for name in self._output_names}
+        for run in self._runs_of(order, chunks):
+            batch = self.encoder.pad([chunks[i] for i in run])
+            feed = {name: getattr(batch, name) for name in GRAPH_INPUTS}
+            with self._runs:
+                values = self.session.run(self._output_names, feed)
+            for name, value in zip(self._output_names, values, strict=True):
+                outputs[name].append(value)
+
+        inverse = np.argsort(order)
+        return {name: np.concatenate(parts)[inverse] for name, parts in outputs.items()}
+
+    def _runs_of(self, order: list[int], chunks: Sequence[Chunk]) -> list[list[int]]:
+        """Cut length-sorted chunks into runs within the row and padded-token limits."""
+        runs: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            width = len(chunks[i].input_ids)  # the longest so far, as chunks are sorted
+            full = len(current) >= self.chunk_batch
+            if current and (full or (len(current) + 1) * width > self.max_batch_tokens):
+                runs.append(current)
+                current = []
+            current.append(i)
+        runs.append(current)
+        return runs
 
     def _lexical_logits(self, complaints: Sequence[Complaint]) -> dict[str, np.ndarray]:
         """The lexical model's outputs for the heads the bundle blends, featurised once."""
@@ -243,7 +282,24 @@ class Scorer:
 
     def score(self, complaints: Sequence[Complaint]) -> list[Prediction]:
         """Calibrated predictions for a batch of complaints, in order."""
-        raw = self.raw_scores(complaints)
+        return self._predictions(self.encode(complaints))
+
+    def score_encoded(
+        self, requests: Sequence[EncodedComplaints]
+    ) -> list[list[Prediction]]:
+        """Score several encoded requests in one call; one list of predictions per request."""
+        merged = _merge(requests)
+        predictions = self._predictions(merged)
+
+        results, start = [], 0
+        for request in requests:
+            results.append(predictions[start : start + len(request.complaints)])
+            start += len(request.complaints)
+        return results
+
+    def _predictions(self, encoded: EncodedComplaints) -> list[Prediction]:
+        complaints = encoded.complaints
+        raw = self._raw(encoded)
         escalation, category = self.calibrated(raw)
         known = set(self.bundle.manifest.metadata_keys)
 
@@ -275,6 +331,41 @@ class Scorer:
         ranked = np.argsort(-probabilities, kind="stable")[: self.top_k]
         top = [LabelScore(labels[j], float(probabilities[j])) for j in ranked]
         return CategoryScore(top[0].label, top[0].probability, top)
+
+
+def _check_complaint(index: int, complaint: Complaint) -> None:
+    if not complaint.text or not has_readable_text(complaint.text):
+        raise InvalidComplaintError(
+            f"complaint {index} has no readable text (empty, spaces or control characters)"
+        )
+    problem = unicode_problem(complaint.text)
+    if problem:
+        raise InvalidComplaintError(f"complaint {index}: text {problem}")
+    for key, value in (complaint.metadata or {}).items():
+        problem = unicode_problem(key) or (
+            unicode_problem(value) if isinstance(value, str) else None
+        )
+        if problem:
+            raise InvalidComplaintError(
+                f"complaint {index}: a metadata key or value {problem}"
+            )
+
+
+def _merge(requests: Sequence[EncodedComplaints]) -> EncodedComplaints:
+    """One request holding every request's complaints, chunk indices shifted to match."""
+    if len(requests) == 1:
+        return requests[0]
+
+    complaints: list[Complaint] = []
+    chunks: list[Chunk] = []
+    for request in requests:
+        offset = len(complaints)
+        complaints.extend(request.complaints)
+        chunks.extend(
+            replace(chunk, complaint_index=chunk.complaint_index + offset)
+            for chunk in request.chunks
+        )
+    return EncodedComplaints(complaints, chunks)
 
 
 def _open_session(
