@@ -49,11 +49,35 @@ def test_matches_sklearn_on_real_complaints(real_complaints: list[str], tmp_path
         model.logits("escalation", texts, metadata)[:, 0], expected, atol=1e-9
     )
 
-    model.save(tmp_path / "lexical.json.gz")
-    loaded = LexicalModel.load(tmp_path / "lexical.json.gz")
+    model.save(tmp_path / "lexical.npz")
+    loaded = LexicalModel.load(tmp_path / "lexical.npz")
     assert np.allclose(
         loaded.logits("escalation", texts, metadata)[:, 0], expected, atol=1e-4
     )
+
+    # Bundles written before the .npz format carry gzipped JSON; they load the same model.
+    _write_legacy_json(model, tmp_path / "lexical.json.gz")
+    legacy = LexicalModel.load(tmp_path / "lexical.json.gz")
+    assert np.allclose(
+        legacy.logits("escalation", texts, metadata)[:, 0], expected, atol=1e-4
+    )
+
+
+def _write_legacy_json(model: LexicalModel, path: Path) -> None:
+    payload = {
+        "vocabulary": model.terms,
+        "idf": model.idf.tolist(),
+        "metadata_features": model.metadata_names,
+        "heads": {
+            name: {
+                "term_weights": head.term_weights.tolist(),
+                "metadata_weights": head.metadata_weights.tolist(),
+                "bias": head.bias.tolist(),
+            }
+            for name, head in model.heads.items()
+        },
+    }
+    path.write_bytes(gzip.compress(json.dumps(payload).encode()))
 
 
 def test_unseen_words_and_metadata_give_the_bias():
@@ -70,15 +94,23 @@ def test_unseen_words_and_metadata_give_the_bias():
 
 
 def test_corrupt_file_is_named(tmp_path: Path):
-    path = tmp_path / "lexical.json.gz"
-    path.write_bytes(gzip.compress(b'{"vocabulary": ["a"]}'))
+    path = tmp_path / "lexical.npz"
+    path.write_bytes(b"plain text")
+    with pytest.raises(BundleError, match="lexical.npz: not a readable lexical model"):
+        LexicalModel.load(path)
+    np.savez(path, vocabulary=np.frombuffer(b"a", dtype=np.uint8))
+    with pytest.raises(BundleError, match="lexical.npz: not a readable lexical model"):
+        LexicalModel.load(path)
+    path.write_bytes(path.read_bytes()[:-40])  # truncated archive
+    with pytest.raises(BundleError, match="lexical.npz: not a readable lexical model"):
+        LexicalModel.load(path)
+
+    legacy = tmp_path / "lexical.json.gz"
+    legacy.write_bytes(gzip.compress(b'{"vocabulary": ["a"]}'))
     with pytest.raises(
         BundleError, match="lexical.json.gz: not a readable lexical model"
     ):
-        LexicalModel.load(path)
-    path.write_bytes(b"plain text")
-    with pytest.raises(BundleError, match="not a readable lexical model"):
-        LexicalModel.load(path)
+        LexicalModel.load(legacy)
 
 
 def test_a_blended_bundle_serves_the_declared_mix(tiny_bundle: Path, tmp_path: Path):
@@ -94,7 +126,7 @@ def test_a_blended_bundle_serves_the_declared_mix(tiny_bundle: Path, tmp_path: P
             "category": LinearHead(np.ones((2, 7)), np.zeros((1, 7)), np.zeros(7)),
         },
     )
-    lexical.save(bundle / "lexical.json.gz")
+    lexical.save(bundle / "lexical.npz")
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["blend"] = {
         "escalation": {"encoder_weight": 0.3, "encoder_temperature": 2.0}
@@ -114,8 +146,8 @@ def test_a_blended_bundle_serves_the_declared_mix(tiny_bundle: Path, tmp_path: P
         raw.category, raw.encoder_category
     )  # no blend declared for this head
 
-    (bundle / "lexical.json.gz").unlink()
+    (bundle / "lexical.npz").unlink()
     with pytest.raises(
-        BundleError, match="blends a lexical model but lacks lexical.json.gz"
+        BundleError, match="blends a lexical model but lacks lexical.npz"
     ):
         Scorer(bundle)

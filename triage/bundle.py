@@ -21,7 +21,9 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "MODEL_CARD.md"
-LEXICAL_FILE = "lexical.json.gz"
+LEXICAL_FILE = "lexical.npz"
+# Bundles made before the .npz format carry this instead; they still load, a little slower.
+LEGACY_LEXICAL_FILE = "lexical.json.gz"
 REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE, MANIFEST_FILE)
 
 
@@ -69,7 +71,7 @@ class Manifest(BaseModel):
     blend: dict[str, BlendWeights] | None = Field(
         default=None,
         description="Per head, how the encoder's logits are mixed with the lexical model's "
-        "(lexical.json.gz); None serves the encoder alone.",
+        "(lexical.npz); None serves the encoder alone.",
     )
     dataset: dict = Field(default_factory=dict)
     training: dict = Field(default_factory=dict)
@@ -112,7 +114,9 @@ class Bundle:
 
     @property
     def lexical_path(self) -> Path:
-        return self.path / LEXICAL_FILE
+        legacy = self.path / LEGACY_LEXICAL_FILE
+        current = self.path / LEXICAL_FILE
+        return legacy if legacy.is_file() and not current.is_file() else current
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -144,7 +148,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if missing:
         raise BundleError(f"model bundle {path} lacks {', '.join(missing)}")
     manifest = read_manifest(path / MANIFEST_FILE)
-    if manifest.blend and not (path / LEXICAL_FILE).is_file():
+    lexical = [path / LEXICAL_FILE, path / LEGACY_LEXICAL_FILE]
+    if manifest.blend and not any(f.is_file() for f in lexical):
         raise BundleError(
             f"model bundle {path} blends a lexical model but lacks {LEXICAL_FILE}"
         )
