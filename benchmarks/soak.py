@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from corpus import token_counts
 from machine import machine_details
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,10 +43,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 TRIAGE = Path(sys.executable).with_name("triage")
 
 
-def texts(n: int = 500) -> list[str]:
+def texts(n: int = 500, max_tokens: int | None = None) -> list[str]:
+    """`n` real narratives, of at most `max_tokens` tokens if given."""
     with gzip.open(DATA, "rt", newline="") as handle:
         rows = [r["complaint_what_happened"] for r in csv.DictReader(handle)]
-    return random.Random(0).sample([t for t in rows if t.strip()], n)
+    rows = [t for t in rows if t.strip()]
+    if max_tokens is not None:
+        rows = [
+            t for t, c in zip(rows, token_counts(rows), strict=True) if c <= max_tokens
+        ]
+    return random.Random(0).sample(rows, min(n, len(rows)))
 
 
 def rss_mb(pid: int) -> float:
@@ -177,6 +184,9 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=30.0, help="seconds before measuring"
     )
+    parser.add_argument(
+        "--max-tokens", type=int, help="send only narratives this short (default: all)"
+    )
     parser.add_argument("--bundle", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -187,7 +197,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             before_bad = send_bad_inputs(base, key)
-            corpus = texts()
+            corpus = texts(max_tokens=args.max_tokens)
+            load_before = os.getloadavg()[0]
             # Warm-up: every text once or more, so shapes first seen are not counted as growth.
             asyncio.run(load(base, key, args.warmup, args.concurrency, corpus))
             rss_start = rss_mb(server.pid)
@@ -204,6 +215,7 @@ def main() -> None:
             )
             elapsed = time.monotonic() - started
             rss_end = rss_mb(server.pid)
+            load_after = os.getloadavg()[0]
             after_bad = send_bad_inputs(base, key)
             missing = missing_cases(base, key, recorded)
             alive = httpx.get(f"{base}/healthz").status_code == 200
@@ -217,6 +229,7 @@ def main() -> None:
         "bundle": str(args.bundle),
         "minutes": args.minutes,
         "concurrency": args.concurrency,
+        "max_tokens": args.max_tokens,
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "errors": sum(errors.values()),
@@ -233,6 +246,7 @@ def main() -> None:
         "bad_inputs": {"before_load": before_bad, "after_load": after_bad},
         "alive_after": alive,
         "note": "the load generator runs on the same cores as the server",
+        "load_average_1min": {"before": load_before, "after": load_after},
         "machine": machine_details(["onnxruntime", "fastapi", "uvicorn", "httpx"]),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from serving import cases_api, models_api, reports_routes, review
 from serving.auth import KeyRing, Principal, RateLimiter
-from serving.batching import MicroBatcher
+from serving.batching import BatcherStopped, MicroBatcher
 from serving.cases import CaseRecord, record_cases, record_shadow
 from serving.db.engine import Database
 from serving.deps import Caller, DatabaseUnavailable, database_reason
@@ -478,6 +478,14 @@ def create_app(
     async def _not_ready(_: Request, __: ModelNotReady) -> JSONResponse:
         return JSONResponse(
             {"detail": "the model is not loaded yet; retry shortly"}, status_code=503
+        )
+
+    @app.exception_handler(BatcherStopped)
+    async def _stopping(_: Request, __: BatcherStopped) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "the service is shutting down; retry on another instance"},
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -123,6 +123,17 @@ def test_the_service_batches_and_shows_it_in_readiness(
     assert details["threads"] >= 1
 
 
+def test_a_request_during_shutdown_gets_503(tiny_bundle, tmp_path):
+    settings = Settings(model_dir=tiny_bundle, data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        authorise(client)
+        client.app.state.batcher.stop()
+        answer = client.post("/v1/triage", json={"text": "I was charged twice."})
+    assert answer.status_code == 503
+    assert "shutting down" in answer.json()["detail"]
+    assert answer.headers["retry-after"] == "1"
+
+
 def test_micro_batching_can_be_switched_off(tiny_bundle, tmp_path):
     settings = Settings(model_dir=tiny_bundle, data_dir=tmp_path, micro_batching=False)
     with TestClient(create_app(settings)) as client:
