@@ -14,7 +14,7 @@ COMMANDS = ["train", "export", "evaluate", "baseline", "score", "serve"]
 COMMANDS += ["keys create", "keys list", "keys revoke", "keys local", "db upgrade"]
 COMMANDS += ["retrain", "drift", "models list", "models show", "models register"]
 COMMANDS += ["models promote", "models rollback", "models compare"]
-COMMANDS += ["report", "digest"]
+COMMANDS += ["report", "digest", "batch-score"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

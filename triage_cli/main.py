@@ -294,6 +294,111 @@ def serve(
     )
 
 
+@app.command("batch-score")
+@_user_errors
+def batch_score(
+    archive: Annotated[
+        Path, typer.Argument(help="Complaints: .csv, .csv.gz, .jsonl or .parquet.")
+    ],
+    output: Annotated[
+        Path, typer.Argument(help="Directory to write the predictions' Parquet into.")
+    ],
+    text_column: Annotated[
+        str, typer.Option(help="The column holding the complaint text.")
+    ] = "text",
+    id_column: Annotated[
+        str | None,
+        typer.Option(help="A column copied into the output, to join predictions back."),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            "-m",
+            help="KEY=COLUMN: the model's metadata KEY is read from COLUMN (repeatable); "
+            "default: the model's keys that are columns of the same name.",
+        ),
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Bundle; default: TRIAGE_MODEL_DIR or the bundled model."),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="auto (Ray when installed), ray, or local (processes)."),
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Scoring processes or Ray workers; default: the CPUs here."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (auto, HOST:PORT, ray://HOST:10001); default "
+            "RAY_ADDRESS, else a Ray started on this machine."
+        ),
+    ] = None,
+    rows_per_batch: Annotated[
+        int, typer.Option(min=1, help="Complaints per scoring call.")
+    ] = 256,
+    threads_per_worker: Annotated[
+        int, typer.Option(min=1, help="onnxruntime threads (and CPUs) per worker.")
+    ] = 1,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the Parquet files already in OUTPUT.")
+    ] = False,
+) -> None:
+    """Score an archive of complaints into Parquet, on a Ray cluster or local processes.
+
+    Example: triage batch-score data/cfpb/complaints_2023_with_narrative.csv.gz scores/
+    --text-column complaint_what_happened --id-column complaint_id
+    """
+    _configure_logging("WARNING")
+    from batch.run import score_archive
+    from serving.settings import Settings
+    from triage.cpu import available_cpus
+
+    settings = Settings()
+    workers = workers or max(1, available_cpus() // threads_per_worker)
+    summary = score_archive(
+        archive,
+        output,
+        model_dir or settings.model_dir,
+        text_column=text_column,
+        id_column=id_column,
+        metadata=_pairs(metadata, "--metadata", "KEY=COLUMN") if metadata else None,
+        engine=engine,
+        workers=workers,
+        rows_per_batch=rows_per_batch,
+        threads_per_worker=threads_per_worker,
+        threshold=settings.escalation_threshold,
+        ray_address=ray_address,
+        overwrite=overwrite,
+        note=lambda message: console.print(message, highlight=False),
+    )
+    console.print(
+        f"Scored {summary.complaints} complaints ({summary.errors} not scorable) with "
+        f"{summary.model_version} on {summary.workers} {summary.engine} workers in "
+        f"{summary.seconds:.1f} s ({summary.per_second:.1f}/s); Parquet in {output}",
+        highlight=False,
+    )
+
+
+def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
+    """KEY=VALUE options as a dict; a malformed or repeated key is a user error."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} takes {form}, got {item!r}")
+        if key in pairs:
+            raise ValueError(f"{flag} {key} given twice")
+        pairs[key] = value
+    return pairs
+
+
 @db_app.command("upgrade")
 @_user_errors
 def db_upgrade() -> None:
