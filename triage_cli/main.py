@@ -7,6 +7,7 @@ imported inside the commands, so `triage serve` and `triage score` never load to
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -261,14 +262,32 @@ def serve(
         Path | None,
         typer.Option(help="Bundle; default: TRIAGE_MODEL_DIR or the bundled model."),
     ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray", help="Serve on a Ray cluster with Ray Serve (the ray extra)."
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --ray: the cluster (HOST:PORT); default RAY_ADDRESS."),
+    ] = None,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --ray: most scorer replicas; default the CPUs."),
+    ] = None,
+    proxy_location: Annotated[
+        str,
+        typer.Option(
+            help="With --ray: EveryNode (behind a load balancer) or HeadOnly."
+        ),
+    ] = "EveryNode",
 ) -> None:
-    """Serve the HTTP API with uvicorn.
+    """Serve the HTTP API with uvicorn, or across a Ray cluster with --ray.
 
     Example: triage serve --host 127.0.0.1 --port 8000
+    (on a cluster: triage serve --ray --ray-address 10.0.0.5:6379 --host 0.0.0.0)
     """
-    import uvicorn
-
-    from serving.app import create_app
     from serving.db.engine import Database
     from serving.settings import Settings
     from triage.bundle import load_bundle
@@ -278,13 +297,23 @@ def serve(
     load_bundle(settings.model_dir)
     database = Database(settings.resolved_database_url)
     problem = database.check()
-    database.dispose()
     if problem is not None:
+        database.dispose()
         raise ValueError(
             f"cannot reach the cases database ({problem}); start it or fix "
             "TRIAGE_DATABASE_URL"
         )
     _configure_logging(settings.log_level)
+    if ray:
+        _serve_on_ray(
+            settings, database, host, port, ray_address, max_replicas, proxy_location
+        )
+        return
+    database.dispose()
+    import uvicorn
+
+    from serving.app import create_app
+
     console.print(
         f"Review page: http://{host}:{port}/review · API docs: http://{host}:{port}/docs",
         highlight=False,
@@ -397,6 +426,41 @@ def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
             raise ValueError(f"{flag} {key} given twice")
         pairs[key] = value
     return pairs
+
+
+def _serve_on_ray(
+    settings, database, host, port, address, max_replicas, proxy_location
+) -> None:
+    """Deploy on Ray Serve the registry's champion (registering the configured bundle on
+    first start, as the single-process server does), then wait until interrupted."""
+    import signal
+    import threading
+
+    import ray
+
+    from serving import ray_serve
+    from serving.registry import ensure_champion
+
+    if settings.auto_migrate:
+        database.upgrade()
+    with database.session() as session, session.begin():
+        bundle = ensure_champion(session, settings.model_dir).path
+    database.dispose()
+    ray.init(address=address, logging_level=logging.WARNING)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    options = ray_serve.RayServeOptions(max_replicas=max_replicas or max(1, cpus))
+    ray_serve.deploy(bundle, settings, options, host, port, proxy_location)
+    console.print(
+        f"Serving {bundle} on Ray Serve at http://{host}:{port} (up to "
+        f"{options.max_replicas} scorer replicas); Ctrl-C removes the deployment",
+        highlight=False,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    ray_serve.undeploy()
+    console.print("Removed the Ray Serve deployment.", highlight=False)
 
 
 @db_app.command("upgrade")
