@@ -4,8 +4,8 @@ An archive is one file of complaints: CSV (optionally gzipped), JSON Lines or Pa
 columns are checked before anything is scored, so a wrong column name fails at once with the
 columns the file has and the flag that maps it. Scoring turns a pyarrow table of input rows
 into a table of predictions, one row per complaint in the same order, keeping the id column
-when there is one. Both engines call `score_table` on slices of the archive, so local
-processes and Ray workers score alike (up to the batch tolerance of int8 scoring).
+when there is one. Both engines call `score_table` on slices of the archive, and it scores
+each complaint on its own, so local processes and Ray workers give the same predictions.
 """
 
 from __future__ import annotations
@@ -188,12 +188,14 @@ def count_rows(path: Path) -> int | None:
 def score_table(scorer: Scorer, table: pa.Table, columns: ArchiveColumns) -> pa.Table:
     """Predictions for every row of `table`, in order; a row that cannot be scored gets
     null predictions and an `error` saying why, so one bad row never stops an archive."""
-    complaints = _complaints(table, columns)
+    complaints = complaints_of(table, columns)
     predictions, errors = _score_rows(scorer, complaints)
     return _prediction_table(table, columns, predictions, errors, scorer.version)
 
 
-def _complaints(table: pa.Table, columns: ArchiveColumns) -> list[Complaint | None]:
+def complaints_of(table: pa.Table, columns: ArchiveColumns) -> list[Complaint | None]:
+    """The table's rows as complaints (None where the text is empty); empty metadata values
+    are left out, as a caller that does not know them would."""
     texts = table.column(columns.text).to_pylist()
     values = {
         key: table.column(column).to_pylist()
@@ -213,28 +215,21 @@ def _complaints(table: pa.Table, columns: ArchiveColumns) -> list[Complaint | No
 def _score_rows(
     scorer: Scorer, complaints: list[Complaint | None]
 ) -> tuple[list[Prediction | None], list[str | None]]:
+    """Score each complaint on its own: its windows form one graph run, so its prediction
+    does not depend on which complaints shared its slice (int8 scales activations per run).
+    An archive scored on Ray, on local processes or in slices of another size gives the
+    same predictions, and a re-score after a retrain moves them only by the model. On this
+    CPU it costs no throughput: padding to the longest window of a shared run is saved."""
     predictions: list[Prediction | None] = [None] * len(complaints)
-    errors: list[str | None] = [
-        "the text column is empty" if c is None else None for c in complaints
-    ]
-    present = [i for i, c in enumerate(complaints) if c is not None]
-    if not present:
-        return predictions, errors
-    try:
-        scored = scorer.score([complaints[i] for i in present])
-    except InvalidComplaintError:
-        # The scorer refuses the whole batch for one bad text; score one at a time to
-        # find which rows, and keep the rest.
-        logger.debug("a batch holds an unscorable complaint; scoring it row by row")
-        scored = []
-        for i in present:
-            try:
-                scored.extend(scorer.score([complaints[i]]))
-            except InvalidComplaintError as error:
-                scored.append(None)
-                errors[i] = re.sub(r"^complaint \d+", "complaint", str(error))
-    for i, prediction in zip(present, scored, strict=True):
-        predictions[i] = prediction
+    errors: list[str | None] = [None] * len(complaints)
+    for i, complaint in enumerate(complaints):
+        if complaint is None:
+            errors[i] = "the text column is empty"
+            continue
+        try:
+            [predictions[i]] = scorer.score([complaint])
+        except InvalidComplaintError as error:
+            errors[i] = re.sub(r"^complaint \d+", "complaint", str(error))
     return predictions, errors
 
 
