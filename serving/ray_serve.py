@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -211,6 +212,15 @@ def ingress_application(bundle: str, settings: Settings, options: RayServeOption
         },
     )
     return deployment.bind()
+
+
+def connect(address: str | None) -> int:
+    """Join the Ray cluster at `address` (default RAY_ADDRESS, else a Ray started here);
+    returns its CPUs."""
+    ray.init(address=address, logging_level=logging.WARNING)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    logger.info("connected to Ray at %s: %d CPUs", address or "RAY_ADDRESS", cpus)
+    return cpus
 
 
 def deploy(

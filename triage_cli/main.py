@@ -7,7 +7,6 @@ imported inside the commands, so `triage serve` and `triage score` never load to
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -436,8 +435,6 @@ def _serve_on_ray(
     import signal
     import threading
 
-    import ray
-
     from serving import ray_serve
     from serving.registry import ensure_champion
 
@@ -446,8 +443,7 @@ def _serve_on_ray(
     with database.session() as session, session.begin():
         bundle = ensure_champion(session, settings.model_dir).path
     database.dispose()
-    ray.init(address=address, logging_level=logging.WARNING)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus = ray_serve.connect(address)
     options = ray_serve.RayServeOptions(max_replicas=max_replicas or max(1, cpus))
     ray_serve.deploy(bundle, settings, options, host, port, proxy_location)
     console.print(
