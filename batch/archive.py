@@ -218,8 +218,9 @@ def _score_rows(
     """Score each complaint on its own: its windows form one graph run, so its prediction
     does not depend on which complaints shared its slice (int8 scales activations per run).
     An archive scored on Ray, on local processes or in slices of another size gives the
-    same predictions, and a re-score after a retrain moves them only by the model. On this
-    CPU it costs no throughput: padding to the longest window of a shared run is saved."""
+    same predictions, and a re-score after a retrain moves them only by the model. It costs
+    little throughput: no window is padded to a longer neighbour's length
+    (`benchmarks/ray_bench.py` compares it with batched scoring)."""
     predictions: list[Prediction | None] = [None] * len(complaints)
     errors: list[str | None] = [None] * len(complaints)
     for i, complaint in enumerate(complaints):

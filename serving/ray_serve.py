@@ -81,6 +81,7 @@ class ComplaintScorer:
     ) -> None:
         self.scorer = Scorer(bundle, threads=threads, threshold=threshold)
         self.calls = self.batches = self.complaints = 0
+        self.max_batch_size = batching["max_batch_size"]
         self._batched = serve.batch(
             self._score_batch,
             max_batch_size=batching["max_batch_size"],
@@ -92,8 +93,13 @@ class ComplaintScorer:
     async def score(
         self, complaints: Sequence[Complaint]
     ) -> list[Prediction] | InvalidComplaintError:
-        """Predictions for one request's complaints, scored with whatever else arrived."""
+        """Predictions for one request's complaints, scored with whatever else arrived
+        (a request that fills a batch by itself is scored at once: Ray Serve refuses an
+        item larger than the batch)."""
         self.calls += 1
+        if len(complaints) >= self.max_batch_size:
+            [result] = await self._score_batch([list(complaints)])
+            return result
         return await self._batched(list(complaints))
 
     async def _score_batch(

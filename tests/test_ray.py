@@ -143,6 +143,10 @@ def test_ray_serve_answers_like_the_single_process_service(
         batch = client.post(
             "/v1/triage/batch", json={"items": [{"text": t} for t in texts]}
         )
+        # More complaints than one Ray Serve batch holds (32): scored as one batch.
+        large = client.post(
+            "/v1/triage/batch", json={"items": [{"text": t} for t in real_complaints]}
+        )
         empty = client.post("/v1/triage", json={"text": "  \u200b "})
         unknown = client.post("/v1/triage", json={"text": "late fee", "colour": 1})
     anonymous = httpx.post(f"{base}/v1/triage", json={"text": "late fee"}, timeout=60)
@@ -158,6 +162,8 @@ def test_ray_serve_answers_like_the_single_process_service(
                 want.escalation.probability, abs=TOLERANCE
             )
             assert got["chunks"] == want.chunks
+    assert large.status_code == 200, large.text
+    assert len(large.json()["results"]) == len(real_complaints)
     assert empty.status_code == 422 and "nothing to read" in empty.text
     assert unknown.status_code == 422
     assert anonymous.status_code == 401
