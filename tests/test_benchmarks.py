@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -14,7 +16,7 @@ def _run(script: str, *arguments: str) -> None:
         [sys.executable, str(REPO / "benchmarks" / script), *arguments],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
 
@@ -111,3 +113,22 @@ def test_http_benchmark_measures_both_serving_modes(tiny_bundle, tmp_path):
 
 def test_readme_performance_section_matches_the_saved_results():
     _run("report.py", "--check")
+
+
+@pytest.mark.timeout(900)
+def test_ray_benchmark_writes_its_report(tiny_bundle, tmp_path):
+    output = tmp_path / "ray.json"
+    _run(
+        "ray_bench.py",
+        *("--complaints", "12", "--bundle", str(tiny_bundle), "--output", str(output)),
+    )
+    report = json.loads(output.read_text())
+    assert report["bundle"] == "tiny-test" and report["machine"]["versions"]["ray"]
+    systems = [(r["system"], r["workers"]) for r in report["results"]]
+    assert systems == [
+        ("single-process scorer", 1),
+        ("local processes", 1),
+        ("local processes", 2),
+        ("ray data", 1),
+        ("ray data", 2),
+    ]

@@ -14,7 +14,7 @@ COMMANDS = ["train", "export", "evaluate", "baseline", "score", "serve"]
 COMMANDS += ["keys create", "keys list", "keys revoke", "keys local", "db upgrade"]
 COMMANDS += ["retrain", "drift", "models list", "models show", "models register"]
 COMMANDS += ["models promote", "models rollback", "models compare"]
-COMMANDS += ["report", "digest"]
+COMMANDS += ["report", "digest", "batch-score"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -171,3 +171,17 @@ def test_serve_refuses_an_unreachable_database_in_one_line(monkeypatch):
     result = runner.invoke(app, ["serve", "--port", "8765"])
     assert result.exit_code == 1
     assert "Error: cannot reach the cases database (OperationalError" in result.output
+
+
+def test_serve_on_ray_without_ray_says_how_to_install_it(tiny_bundle, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.delitem(sys.modules, "serving.ray_serve", raising=False)
+    result = runner.invoke(
+        app, ["serve", "--ray", "--model-dir", str(tiny_bundle), "--port", "8999"]
+    )
+    assert result.exit_code == 1
+    assert "this needs ray, which is not installed: install the ray extra" in " ".join(
+        result.output.split()
+    )

@@ -21,9 +21,23 @@ FORBIDDEN = {
         "sqlalchemy",
         "alembic",
         "jinja2",
+        "ray",
     },
     "serving": {"training", "triage_cli", "torch", "transformers", "datasets"},
+    "batch": {
+        "serving",
+        "training",
+        "triage_cli",
+        "torch",
+        "transformers",
+        "datasets",
+        "fastapi",
+        "sqlalchemy",
+    },
 }
+# Ray is an optional extra: only these modules import it, and nothing imports them but the
+# command line, inside its commands.
+RAY_MODULES = {"serving/ray_serve.py", "batch/ray_data.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -43,3 +57,16 @@ def test_room_imports_only_what_it_may(room):
         for path in (REPO / room).rglob("*.py")
     }
     assert {k: v for k, v in offending.items() if v} == {}
+
+
+def test_only_the_ray_modules_import_ray():
+    importing = {
+        str(path.relative_to(REPO))
+        for room in ("triage", "serving", "batch", "training", "triage_cli")
+        for path in (REPO / room).rglob("*.py")
+        if "ray" in _imports(path)
+    }
+    assert importing == RAY_MODULES
+    for path in (REPO / "serving").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "ray_serve" not in text or path.name == "ray_serve.py", path

@@ -8,6 +8,10 @@ score is kept in ``best.pt`` for export.
 Steps: 1. read and split the data; 2. build the model and tokenizer; 3. train with class-weighted
 losses and random metadata dropout; 4. score the validation split after each epoch (whole texts,
 chunked exactly as at serving time) and stop early when it no longer improves.
+
+Under ``torchrun --nproc_per_node N`` the same command trains N data-parallel replicas (see
+`training.distributed`); the run directory then also holds ``distributed.json`` with every
+replica's parameter digest at the start and at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from rich.progress import (
 )
 from torch import nn
 
+from training import distributed
 from training.args import TrainingArguments
 from training.data import LoadedDataset, load_dataset
 from training.model import TwoHeadClassifier, base_model_dir
@@ -214,6 +219,7 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
         raise FileExistsError(
             f"{output} already holds a run: pass --resume, or choose another --output"
         )
+    replicas = distributed.start()
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
@@ -238,7 +244,8 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
     model = TwoHeadClassifier.from_base(base, n_categories, spec.has_escalation)
     if args.init_from and not resume:
         _start_from(model, Path(args.init_from))
-    _write_run_files(output, args, base, data)
+    if replicas.is_main:
+        _write_run_files(output, args, base, data)
 
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     body = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
@@ -249,7 +256,8 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
         ],
         weight_decay=args.weight_decay,
     )
-    steps_per_epoch = -(-len(texts) // args.batch_size)
+    # Under torchrun each replica takes its share of the batches: fewer steps each.
+    steps_per_epoch = max(1, -(-len(texts) // args.batch_size) // replicas.world_size)
     total_steps = steps_per_epoch * args.epochs
     warmup = max(1, int(total_steps * args.warmup_ratio))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -289,6 +297,8 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
     )
 
     def checkpoint() -> None:
+        if not replicas.is_main:
+            return
         _save(
             checkpoint_path,
             {
@@ -301,12 +311,15 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
             },
         )
 
-    # 3. Train
+    # 3. Train (under torchrun, each replica on its share of every epoch's batches)
+    trained = distributed.wrap(model, replicas)
+    digest_at_start = distributed.replica_digests(model, replicas)
     logger.info(
-        "training on %d complaints, %d steps per epoch, %d threads",
+        "training on %d complaints, %d steps per epoch, %d threads, %d replicas",
         len(texts),
         steps_per_epoch,
         threads,
+        replicas.world_size,
     )
     columns = [
         TextColumn("{task.description}"),
@@ -315,12 +328,13 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
         TextColumn("loss {task.fields[loss]:.3f}"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns) as progress:
+    with Progress(*columns, disable=not replicas.is_main) as progress:
         while state.epoch < args.epochs and not state.finished:
             rng = np.random.default_rng(args.seed + state.epoch)
             batches = _epoch_batches(
                 np.minimum(lengths, args.max_tokens), args.batch_size, rng
             )
+            batches = distributed.shard(batches, replicas)
             dropped = _drop_metadata(list(metadata), args, rng)
             task = progress.add_task(
                 f"epoch {state.epoch + 1}/{args.epochs}",
@@ -328,7 +342,7 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
                 completed=state.step_in_epoch,
                 loss=0.0,
             )
-            model.train()
+            trained.train()
             running = []
             for step in range(state.step_in_epoch, len(batches)):
                 members = batches[step]
@@ -337,7 +351,7 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
                     [dropped[i] for i in members],
                     max_chunks=1,
                 )
-                _, escalation_logit, category_logits = model(
+                _, escalation_logit, category_logits = trained(
                     **_tensors(encoder, chunks)
                 )
 
@@ -368,60 +382,96 @@ def train(args: TrainingArguments, resume: bool = False) -> Path:
                     checkpoint()
             progress.remove_task(task)
 
-            # 4. Validate and stop early
-            started = time.monotonic()
-            logits = predict_logits(
-                model,
-                encoder,
-                data.splits["validation"]["text"],
-                data.splits["validation"]["metadata"],
-                args.eval_batch_size,
-            )
-            metrics = validation_score(data, logits, "validation")
-            state.history.append(
-                {
-                    "epoch": state.epoch + 1,
-                    "train_loss": float(np.mean(running or [0])),
-                    **_brief(metrics),
-                }
-            )
-            logger.info(
-                "epoch %d validation %s (%.0fs)",
-                state.epoch + 1,
-                json.dumps(_brief(metrics)),
-                time.monotonic() - started,
-            )
-            if metrics["score"] > state.best_score:
-                state.best_score, state.best_epoch, state.bad_epochs = (
-                    metrics["score"],
-                    state.epoch + 1,
-                    0,
-                )
-                _save(
-                    output / BEST,
-                    {
-                        "model": model.state_dict(),
-                        "epoch": state.epoch + 1,
-                        "validation": metrics,
-                    },
-                )
-            else:
-                state.bad_epochs += 1
+            # 4. Validate and stop early (rank 0 decides; the other replicas follow)
+            if replicas.is_main:
+                _validate(model, encoder, data, args, state, running, output)
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
-            if state.bad_epochs > args.patience:
-                logger.info(
-                    "stopping early: no validation gain for %d epochs", state.bad_epochs
-                )
-                state.finished = True
+            state.finished = distributed.agree(state.finished, replicas)
             checkpoint()
 
     state.finished = True
     checkpoint()
-    (output / "history.json").write_text(json.dumps(state.history, indent=2))
+    digest_at_end = distributed.replica_digests(model, replicas)
+    if replicas.is_main:
+        (output / "history.json").write_text(json.dumps(state.history, indent=2))
+        if replicas.distributed:
+            _write_distributed(output, replicas, digest_at_start, digest_at_end)
+    distributed.stop(replicas)
     logger.info(
         "best epoch %d, validation score %.4f", state.best_epoch, state.best_score
     )
     return output
+
+
+def _validate(
+    model: TwoHeadClassifier,
+    encoder: ComplaintEncoder,
+    data: LoadedDataset,
+    args: TrainingArguments,
+    state: TrainingState,
+    running: list[float],
+    output: Path,
+) -> None:
+    """Score the validation split after an epoch, keep the best weights, decide to stop."""
+    started = time.monotonic()
+    logits = predict_logits(
+        model,
+        encoder,
+        data.splits["validation"]["text"],
+        data.splits["validation"]["metadata"],
+        args.eval_batch_size,
+    )
+    metrics = validation_score(data, logits, "validation")
+    state.history.append(
+        {
+            "epoch": state.epoch + 1,
+            "train_loss": float(np.mean(running or [0])),
+            **_brief(metrics),
+        }
+    )
+    logger.info(
+        "epoch %d validation %s (%.0fs)",
+        state.epoch + 1,
+        json.dumps(_brief(metrics)),
+        time.monotonic() - started,
+    )
+    if metrics["score"] > state.best_score:
+        state.best_score, state.best_epoch, state.bad_epochs = (
+            metrics["score"],
+            state.epoch + 1,
+            0,
+        )
+        _save(
+            output / BEST,
+            {
+                "model": model.state_dict(),
+                "epoch": state.epoch + 1,
+                "validation": metrics,
+            },
+        )
+    else:
+        state.bad_epochs += 1
+    if state.bad_epochs > args.patience:
+        logger.info(
+            "stopping early: no validation gain for %d epochs", state.bad_epochs
+        )
+        state.finished = True
+
+
+def _write_distributed(
+    output: Path,
+    replicas: distributed.Replicas,
+    at_start: list[str],
+    at_end: list[str],
+) -> None:
+    """Record that the replicas stayed identical: their parameter digests, start and end."""
+    record = {
+        "world_size": replicas.world_size,
+        "backend": "gloo",
+        "parameter_digests_at_start": at_start,
+        "parameter_digests_at_end": at_end,
+    }
+    (output / "distributed.json").write_text(json.dumps(record, indent=2))
 
 
 def _brief(metrics: dict) -> dict:

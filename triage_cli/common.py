@@ -47,6 +47,14 @@ TRAINING_MODULES = {
 }
 
 
+# Optional extras beyond training, and how to install them.
+EXTRA_MODULES = {
+    "ray": "install the ray extra, `pip install -e '.[ray]'` (or use `--engine local` "
+    "with triage batch-score)",
+    "pyarrow": "install the batch extra, `pip install -e '.[batch]'`",
+}
+
+
 def _settings_message(error: ValidationError) -> str:
     """Name the environment variable a bad setting came from."""
     parts = []
@@ -64,6 +72,14 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except ModuleNotFoundError as error:
+            root = (error.name or "").split(".")[0]
+            if root in EXTRA_MODULES:
+                console.print(
+                    f"[red]Error:[/red] this needs {root}, which is not installed: "
+                    f"{EXTRA_MODULES[root]}",
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
             if error.name and error.name.split(".")[0] in TRAINING_MODULES:
                 console.print(
                     f"[red]Error:[/red] this command needs the training tools ({error.name} is "

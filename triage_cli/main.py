@@ -261,14 +261,32 @@ def serve(
         Path | None,
         typer.Option(help="Bundle; default: TRIAGE_MODEL_DIR or the bundled model."),
     ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray", help="Serve on a Ray cluster with Ray Serve (the ray extra)."
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --ray: the cluster (HOST:PORT); default RAY_ADDRESS."),
+    ] = None,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --ray: most scorer replicas; default the CPUs."),
+    ] = None,
+    proxy_location: Annotated[
+        str,
+        typer.Option(
+            help="With --ray: EveryNode (behind a load balancer) or HeadOnly."
+        ),
+    ] = "EveryNode",
 ) -> None:
-    """Serve the HTTP API with uvicorn.
+    """Serve the HTTP API with uvicorn, or across a Ray cluster with --ray.
 
     Example: triage serve --host 127.0.0.1 --port 8000
+    (on a cluster: triage serve --ray --ray-address 10.0.0.5:6379 --host 0.0.0.0)
     """
-    import uvicorn
-
-    from serving.app import create_app
     from serving.db.engine import Database
     from serving.settings import Settings
     from triage.bundle import load_bundle
@@ -278,13 +296,23 @@ def serve(
     load_bundle(settings.model_dir)
     database = Database(settings.resolved_database_url)
     problem = database.check()
-    database.dispose()
     if problem is not None:
+        database.dispose()
         raise ValueError(
             f"cannot reach the cases database ({problem}); start it or fix "
             "TRIAGE_DATABASE_URL"
         )
     _configure_logging(settings.log_level)
+    if ray:
+        _serve_on_ray(
+            settings, database, host, port, ray_address, max_replicas, proxy_location
+        )
+        return
+    database.dispose()
+    import uvicorn
+
+    from serving.app import create_app
+
     console.print(
         f"Review page: http://{host}:{port}/review · API docs: http://{host}:{port}/docs",
         highlight=False,
@@ -292,6 +320,143 @@ def serve(
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.log_level.lower()
     )
+
+
+@app.command("batch-score")
+@_user_errors
+def batch_score(
+    archive: Annotated[
+        Path, typer.Argument(help="Complaints: .csv, .csv.gz, .jsonl or .parquet.")
+    ],
+    output: Annotated[
+        Path, typer.Argument(help="Directory to write the predictions' Parquet into.")
+    ],
+    text_column: Annotated[
+        str, typer.Option(help="The column holding the complaint text.")
+    ] = "text",
+    id_column: Annotated[
+        str | None,
+        typer.Option(help="A column copied into the output, to join predictions back."),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            "-m",
+            help="KEY=COLUMN: the model's metadata KEY is read from COLUMN (repeatable); "
+            "default: the model's keys that are columns of the same name.",
+        ),
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Bundle; default: TRIAGE_MODEL_DIR or the bundled model."),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="auto (Ray when installed), ray, or local (processes)."),
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Scoring processes or Ray workers; default: the CPUs here."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (auto, HOST:PORT, ray://HOST:10001); default "
+            "RAY_ADDRESS, else a Ray started on this machine."
+        ),
+    ] = None,
+    rows_per_batch: Annotated[
+        int, typer.Option(min=1, help="Complaints per scoring call.")
+    ] = 256,
+    threads_per_worker: Annotated[
+        int, typer.Option(min=1, help="onnxruntime threads (and CPUs) per worker.")
+    ] = 1,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the Parquet files already in OUTPUT.")
+    ] = False,
+) -> None:
+    """Score an archive of complaints into Parquet, on a Ray cluster or local processes.
+
+    Example: triage batch-score data/cfpb/complaints_2023_with_narrative.csv.gz scores/
+    --text-column complaint_what_happened --id-column complaint_id
+    """
+    _configure_logging("WARNING")
+    from batch.run import score_archive
+    from serving.settings import Settings
+    from triage.cpu import available_cpus
+
+    settings = Settings()
+    workers = workers or max(1, available_cpus() // threads_per_worker)
+    summary = score_archive(
+        archive,
+        output,
+        model_dir or settings.model_dir,
+        text_column=text_column,
+        id_column=id_column,
+        metadata=_pairs(metadata, "--metadata", "KEY=COLUMN") if metadata else None,
+        engine=engine,
+        workers=workers,
+        rows_per_batch=rows_per_batch,
+        threads_per_worker=threads_per_worker,
+        threshold=settings.escalation_threshold,
+        ray_address=ray_address,
+        overwrite=overwrite,
+        note=lambda message: console.print(message, highlight=False),
+    )
+    console.print(
+        f"Scored {summary.complaints} complaints ({summary.errors} not scorable) with "
+        f"{summary.model_version} on {summary.workers} {summary.engine} workers in "
+        f"{summary.seconds:.1f} s ({summary.per_second:.1f}/s); Parquet in {output}",
+        highlight=False,
+    )
+
+
+def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
+    """KEY=VALUE options as a dict; a malformed or repeated key is a user error."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} takes {form}, got {item!r}")
+        if key in pairs:
+            raise ValueError(f"{flag} {key} given twice")
+        pairs[key] = value
+    return pairs
+
+
+def _serve_on_ray(
+    settings, database, host, port, address, max_replicas, proxy_location
+) -> None:
+    """Deploy on Ray Serve the registry's champion (registering the configured bundle on
+    first start, as the single-process server does), then wait until interrupted."""
+    import signal
+    import threading
+
+    from serving import ray_serve
+    from serving.registry import ensure_champion
+
+    if settings.auto_migrate:
+        database.upgrade()
+    with database.session() as session, session.begin():
+        bundle = ensure_champion(session, settings.model_dir).path
+    database.dispose()
+    cpus = ray_serve.connect(address)
+    options = ray_serve.RayServeOptions(max_replicas=max_replicas or max(1, cpus))
+    ray_serve.deploy(bundle, settings, options, host, port, proxy_location)
+    console.print(
+        f"Serving {bundle} on Ray Serve at http://{host}:{port} (up to "
+        f"{options.max_replicas} scorer replicas); Ctrl-C removes the deployment",
+        highlight=False,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    ray_serve.undeploy()
+    console.print("Removed the Ray Serve deployment.", highlight=False)
 
 
 @db_app.command("upgrade")
