@@ -115,8 +115,10 @@ def _metrics(data: LoadedDataset, probabilities: Probabilities) -> dict:
     if probabilities.category is not None:
         y = np.array(test["category"])
         known = y >= 0
-        predicted = probabilities.category[known].argmax(axis=1)
-        result["category"] = category_metrics(y[known], predicted, data.categories)
+        chosen = probabilities.category[known]
+        result["category"] = category_metrics(
+            y[known], chosen.argmax(axis=1), data.categories, chosen
+        )
     return result
 
 
