@@ -12,57 +12,20 @@ split only reports.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
 from training.baseline import fit_head
 from training.data import LoadedDataset
-from triage.aggregate import sigmoid, softmax
 from triage.bundle import Bundle
+from triage.evaluation import Probabilities, model_probabilities
 from triage.metrics import category_metrics, escalation_metrics, within_group_roc_auc
-from triage.scorer import Complaint, Scorer
+from triage.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
 CONDITIONS = ("with_metadata", "text_only")
-
-
-@dataclass(frozen=True)
-class Probabilities:
-    escalation: np.ndarray | None
-    category: np.ndarray | None
-
-
-def _model_probabilities(
-    scorer: Scorer, texts: list[str], metadata: list[dict] | None
-) -> tuple[Probabilities, Probabilities | None]:
-    """What the bundle serves and, for a blended bundle, what its encoder alone would say."""
-    complaints = [
-        Complaint(t, m)
-        for t, m in zip(texts, metadata or [None] * len(texts), strict=True)
-    ]
-    raw = scorer.raw_scores(complaints)
-    manifest = scorer.bundle.manifest
-    served = Probabilities(*scorer.calibrated(raw))
-    if not manifest.blend:
-        return served, None
-
-    def alone(head: str, logits: np.ndarray | None, squash) -> np.ndarray | None:
-        if logits is None:
-            return None
-        blend = manifest.blend.get(head)
-        temperature = (
-            blend.encoder_temperature if blend else getattr(manifest.temperatures, head)
-        )
-        return squash(logits / temperature)
-
-    encoder = Probabilities(
-        alone("escalation", raw.encoder_escalation, sigmoid),
-        alone("category", raw.encoder_category, softmax),
-    )
-    return served, encoder
 
 
 def _baseline_probabilities(data: LoadedDataset, with_metadata: bool) -> Probabilities:
@@ -156,7 +119,7 @@ def evaluate_bundle(
         with_metadata = condition == "with_metadata"
         metadata = test["metadata"] if with_metadata else None
         logger.info("scoring %d test complaints (%s)", len(test), condition)
-        served, encoder = _model_probabilities(scorer, test["text"], metadata)
+        served, encoder = model_probabilities(scorer, test["text"], metadata)
         results = {"model": _metrics(data, served)}
         if encoder is not None:
             results["encoder"] = _metrics(data, encoder)

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from triage.datasets import DatasetSpec, Source
+from triage.datasets import DatasetSpec, Source, load_spec
 from triage.errors import DatasetSpecError
 
 logger = logging.getLogger(__name__)
@@ -355,8 +355,17 @@ def _index_categories(spec: DatasetSpec, parts: dict[str, list[dict]]) -> list[s
     return categories
 
 
-def read_dataset(spec: DatasetSpec) -> SplitDataset:
-    """Read every source of `spec`, derive labels and return the split rows."""
+def read_dataset(spec: DatasetSpec | str | Path) -> SplitDataset:
+    """Read every source of a spec (a `DatasetSpec` or a spec file), derive labels and return
+    the split rows.
+
+    >>> from triage import read_dataset
+    >>> data = read_dataset("data/specs/banking77.toml")
+    >>> len(data.parts["test"]), len(data.categories)
+    (3080, 77)
+    """
+    if not isinstance(spec, DatasetSpec):
+        spec = load_spec(Path(spec))
     rows = []
     for source in spec.sources:
         labelled = _label_rows(spec, source, read_source(spec, source))
