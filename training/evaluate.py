@@ -85,6 +85,13 @@ def _metrics(data: LoadedDataset, probabilities: Probabilities) -> dict:
     return result
 
 
+def _machine() -> str:
+    # training.card renders this module's tables, so it is imported here, not at the top.
+    from training.card import machine_summary
+
+    return machine_summary()
+
+
 def evaluate_bundle(
     bundle: Bundle,
     data: LoadedDataset,
@@ -106,6 +113,8 @@ def evaluate_bundle(
         "evaluated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "model_version": bundle.version,
         "dataset": data.spec.name,
+        "metadata_keys": data.spec.metadata_keys,
+        "machine": _machine(),
         "split": data.report["splits"]["test"],
         "escalation_label": data.spec.escalation_proxy,
         "model": {},
@@ -208,6 +217,8 @@ def evaluate_baseline(data: LoadedDataset) -> dict:
         "evaluated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "model_version": "baseline only",
         "dataset": data.spec.name,
+        "metadata_keys": data.spec.metadata_keys,
+        "machine": _machine(),
         "split": data.report["splits"]["test"],
         "escalation_label": data.spec.escalation_proxy,
         "baseline": _metrics(data, _baseline_probabilities(data, with_metadata=True)),
