@@ -316,3 +316,21 @@ def test_cli_needs_a_label_and_one_source_of_data(tmp_path: Path):
         ["baseline", "--spec", "a.toml", "--data", "x.csv", "--category-column", "r"],
     )
     assert "pass either --spec or --data, not both" in result.output
+
+
+def test_cli_evaluate_refuses_labels_the_bundle_does_not_know(
+    tiny_category_bundle: Path, tmp_path: Path
+):
+    path = tmp_path / "complaints.csv"
+    _complaints(90).to_csv(path, index=False)
+    result = runner.invoke(
+        app,
+        ["evaluate", str(tiny_category_bundle), "--data", str(path)]
+        + ["--text-column", "body", "--category-column", "reason"],
+    )
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert (
+        "complaints: labels billing, delivery, refund are not among the bundle's categories"
+        in output
+    )

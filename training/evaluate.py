@@ -19,6 +19,7 @@ import numpy as np
 from training.baseline import fit_head
 from training.data import LoadedDataset
 from triage.bundle import Bundle
+from triage.errors import DatasetSpecError
 from triage.evaluation import Probabilities, model_probabilities
 from triage.metrics import category_metrics, escalation_metrics, within_group_roc_auc
 from triage.scorer import Scorer
@@ -85,6 +86,24 @@ def _metrics(data: LoadedDataset, probabilities: Probabilities) -> dict:
     return result
 
 
+def _check_labels(bundle: Bundle, data: LoadedDataset) -> None:
+    """Refuse a dataset labelled with other categories than the bundle's: its label indices
+    would be compared with the wrong outputs."""
+    ours = list(bundle.manifest.categories)
+    if not ours or not data.spec.has_category or data.categories == ours:
+        return
+    unknown = [c for c in data.categories if c not in ours]
+    if unknown:
+        problem = f"labels {', '.join(unknown)} are not among the bundle's categories"
+    else:
+        problem = "its labels are in another order than the bundle's"
+    raise DatasetSpecError(
+        f"{data.spec.name}: {problem} ({', '.join(ours)}). Evaluate on data labelled with the "
+        "bundle's categories: list them as `categories` in a spec, with a category_map for "
+        "other names"
+    )
+
+
 def _machine() -> str:
     # training.card renders this module's tables, so it is imported here, not at the top.
     from training.card import machine_summary
@@ -102,6 +121,7 @@ def evaluate_bundle(
 
     `baseline=False` skips fitting the baseline (used to re-check a manifest's own figures).
     """
+    _check_labels(bundle, data)
     scorer = Scorer(bundle, threads=threads)
     test = data.splits["test"]
     if bundle.manifest.dataset.get("fingerprint") not in (None, data.fingerprint):
