@@ -19,9 +19,9 @@ case "$SET" in
   # 8,986 training queries (a tenth of the official train split is validation); short texts,
   # so 64-token windows; 3 epochs.
   banking77) OPTIONS="--epochs 3" ;;
-  # One model over all six domains, on a seeded random sample of 20,000 of the 81,409 training
+  # One model over all six domains, on a seeded random sample of 15,000 of the 81,409 training
   # turns, 1 epoch; validation is the official dev split.
-  multidogo) OPTIONS="--epochs 1 --max-train-rows 20000" ;;
+  multidogo) OPTIONS="--epochs 1 --max-train-rows 15000" ;;
   *) echo "usage: sh benchmarks/public_sets.sh banking77|multidogo" >&2; exit 2 ;;
 esac
 
