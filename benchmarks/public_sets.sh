@@ -34,7 +34,10 @@ else
     --max-tokens 64 --chunk-overlap 8 --batch-size 16
 fi
 stamp "export $SET"
-$TRIAGE export "runs/$SET" --output "runs/$SET-bundle" --version "$SET-minilm" --no-evaluate
+# The figures are those of the int8 graph even when it breaks a gate bound (banking77 did, on
+# the largest probability shift): the manifest records the gate, and the docs report it.
+$TRIAGE export "runs/$SET" --output "runs/$SET-bundle" --version "$SET-minilm" --no-evaluate \
+  --no-enforce-gate
 stamp "evaluate $SET"
 $TRIAGE evaluate "runs/$SET-bundle" --spec "data/specs/$SET.toml" \
   --output "docs/results/public-$SET.json"

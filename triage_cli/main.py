@@ -170,6 +170,13 @@ def export(
             "`triage evaluate` follows anyway (large test splits)."
         ),
     ] = True,
+    enforce_gate: Annotated[
+        bool,
+        typer.Option(
+            help="Stop when int8 breaks a gate bound; --no-enforce-gate writes the bundle "
+            "anyway, its manifest recording the failed gate (for benchmarks, never to serve)."
+        ),
+    ] = True,
 ) -> None:
     """Export a run to an int8 ONNX bundle (gated, calibrated) and evaluate it on the test split.
 
@@ -183,7 +190,7 @@ def export(
     from triage.bundle import load_bundle
     from triage.datasets import load_spec
 
-    bundle_dir = export_run(run, output, version=version)
+    bundle_dir = export_run(run, output, version=version, enforce_gate=enforce_gate)
     if not evaluate:
         console.print(
             f"Bundle written to {bundle_dir}. Next: triage evaluate {bundle_dir} "
