@@ -22,12 +22,19 @@ def rows(report: dict) -> list[str]:
     lines = []
     conditions = [("with_metadata", "")]
     if report.get("metadata_keys"):
-        conditions = [("with_metadata", ", text + metadata"), ("text_only", ", text only")]
+        conditions = [
+            ("with_metadata", ", text + metadata"),
+            ("text_only", ", text only"),
+        ]
     for condition, suffix in conditions:
         for side, name in SIDES.items():
             if side not in report:
                 continue
-            metrics = report[side] if condition == "with_metadata" else report[side]["text_only"]
+            metrics = (
+                report[side]
+                if condition == "with_metadata"
+                else report[side]["text_only"]
+            )
             category = metrics["category"]
             lines.append(
                 f"| {name}{suffix} | {category['accuracy']:.3f} | {category['macro_f1']:.3f} "
