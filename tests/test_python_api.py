@@ -98,7 +98,7 @@ def test_category_views_of_given_probabilities():
         result.recall_at_capacity([0.1])
 
 
-@pytest.mark.parametrize("name", ["banking77", "multidogo"])
+@pytest.mark.parametrize("name", ["banking77", "multidogo", "multidogo-baseline"])
 def test_public_benchmark_tables_in_docs_come_from_the_result_files(name):
     import importlib.util
 
