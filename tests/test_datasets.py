@@ -63,7 +63,11 @@ def test_missing_column_names_what_was_found(tmp_path: Path):
     )
     with pytest.raises(
         DatasetSpecError,
-        match=r"column\(s\) body not found; the file has company, .*Map the right columns",
+        match=re.escape(
+            "small.csv: no column 'body' for text_column; map it with --text-column "
+            "complaint_what_happened (or text_column in the spec). The file has the columns: "
+            "company, "
+        ),
     ):
         load_dataset(load_spec(spec))
 

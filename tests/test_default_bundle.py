@@ -76,7 +76,8 @@ def test_manifest_metrics_are_reproduced_from_the_repo(bundle, cfpb):
     measured = dict(_pairs(report["model"])) | dict(
         _pairs(report["model"]["text_only"], "text_only.")
     )
-    assert expected.keys() == measured.keys() and len(expected) >= 10
+    # Metrics added since the export (the category head's ECE) are measured, not stored.
+    assert expected.keys() <= measured.keys() and len(expected) >= 10
     for name, value in expected.items():
         assert measured[name] == pytest.approx(value, abs=0.01), name
 

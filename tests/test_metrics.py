@@ -82,3 +82,15 @@ def test_chunk_mean_is_weighted_by_tokens():
     values = np.array([[1.0], [3.0], [5.0]])
     means = mean_by_complaint(values, np.array([0, 0, 1]), np.array([3.0, 1.0, 2.0]), 2)
     assert means[:, 0].tolist() == [1.5, 5.0]
+
+
+def test_top_label_calibration_error_of_the_category_head():
+    from triage.metrics import top_label_calibration_error
+
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    # Every top label is right: the error is how far below 1 the top probabilities are.
+    assert top_label_calibration_error([0, 0, 0, 1], probabilities) == pytest.approx(
+        (0.1 + 0.2 + 0.4 + 0.3) / 4
+    )
+    metrics = category_metrics([0, 0, 0, 1], [0, 0, 0, 1], ["a", "b"], probabilities)
+    assert metrics["ece"] == pytest.approx(0.25)

@@ -45,3 +45,21 @@ def test_serving_imports_no_torch(tiny_bundle, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"status": 200, "heavy": []}
+
+
+def test_serving_starts_without_importing_scikit_learn_or_pandas():
+    """They take over a second to import; the service needs them only for metrics it may
+    never compute, so they are imported where used and stay out of the cold start."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, serving.app, triage_cli.main; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('sklearn', 'pandas', 'scipy'))))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout) == []

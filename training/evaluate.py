@@ -12,57 +12,21 @@ split only reports.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
 from training.baseline import fit_head
 from training.data import LoadedDataset
-from triage.aggregate import sigmoid, softmax
 from triage.bundle import Bundle
+from triage.errors import DatasetSpecError
+from triage.evaluation import Probabilities, model_probabilities
 from triage.metrics import category_metrics, escalation_metrics, within_group_roc_auc
-from triage.scorer import Complaint, Scorer
+from triage.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
 CONDITIONS = ("with_metadata", "text_only")
-
-
-@dataclass(frozen=True)
-class Probabilities:
-    escalation: np.ndarray | None
-    category: np.ndarray | None
-
-
-def _model_probabilities(
-    scorer: Scorer, texts: list[str], metadata: list[dict] | None
-) -> tuple[Probabilities, Probabilities | None]:
-    """What the bundle serves and, for a blended bundle, what its encoder alone would say."""
-    complaints = [
-        Complaint(t, m)
-        for t, m in zip(texts, metadata or [None] * len(texts), strict=True)
-    ]
-    raw = scorer.raw_scores(complaints)
-    manifest = scorer.bundle.manifest
-    served = Probabilities(*scorer.calibrated(raw))
-    if not manifest.blend:
-        return served, None
-
-    def alone(head: str, logits: np.ndarray | None, squash) -> np.ndarray | None:
-        if logits is None:
-            return None
-        blend = manifest.blend.get(head)
-        temperature = (
-            blend.encoder_temperature if blend else getattr(manifest.temperatures, head)
-        )
-        return squash(logits / temperature)
-
-    encoder = Probabilities(
-        alone("escalation", raw.encoder_escalation, sigmoid),
-        alone("category", raw.encoder_category, softmax),
-    )
-    return served, encoder
 
 
 def _baseline_probabilities(data: LoadedDataset, with_metadata: bool) -> Probabilities:
@@ -115,9 +79,36 @@ def _metrics(data: LoadedDataset, probabilities: Probabilities) -> dict:
     if probabilities.category is not None:
         y = np.array(test["category"])
         known = y >= 0
-        predicted = probabilities.category[known].argmax(axis=1)
-        result["category"] = category_metrics(y[known], predicted, data.categories)
+        chosen = probabilities.category[known]
+        result["category"] = category_metrics(
+            y[known], chosen.argmax(axis=1), data.categories, chosen
+        )
     return result
+
+
+def _check_labels(bundle: Bundle, data: LoadedDataset) -> None:
+    """Refuse a dataset labelled with other categories than the bundle's: its label indices
+    would be compared with the wrong outputs."""
+    ours = list(bundle.manifest.categories)
+    if not ours or not data.spec.has_category or data.categories == ours:
+        return
+    unknown = [c for c in data.categories if c not in ours]
+    if unknown:
+        problem = f"labels {', '.join(unknown)} are not among the bundle's categories"
+    else:
+        problem = "its labels are in another order than the bundle's"
+    raise DatasetSpecError(
+        f"{data.spec.name}: {problem} ({', '.join(ours)}). Evaluate on data labelled with the "
+        "bundle's categories: list them as `categories` in a spec, with a category_map for "
+        "other names"
+    )
+
+
+def _machine() -> str:
+    # training.card renders this module's tables, so it is imported here, not at the top.
+    from training.card import machine_summary
+
+    return machine_summary()
 
 
 def evaluate_bundle(
@@ -130,6 +121,7 @@ def evaluate_bundle(
 
     `baseline=False` skips fitting the baseline (used to re-check a manifest's own figures).
     """
+    _check_labels(bundle, data)
     scorer = Scorer(bundle, threads=threads)
     test = data.splits["test"]
     if bundle.manifest.dataset.get("fingerprint") not in (None, data.fingerprint):
@@ -141,6 +133,8 @@ def evaluate_bundle(
         "evaluated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "model_version": bundle.version,
         "dataset": data.spec.name,
+        "metadata_keys": data.spec.metadata_keys,
+        "machine": _machine(),
         "split": data.report["splits"]["test"],
         "escalation_label": data.spec.escalation_proxy,
         "model": {},
@@ -154,7 +148,7 @@ def evaluate_bundle(
         with_metadata = condition == "with_metadata"
         metadata = test["metadata"] if with_metadata else None
         logger.info("scoring %d test complaints (%s)", len(test), condition)
-        served, encoder = _model_probabilities(scorer, test["text"], metadata)
+        served, encoder = model_probabilities(scorer, test["text"], metadata)
         results = {"model": _metrics(data, served)}
         if encoder is not None:
             results["encoder"] = _metrics(data, encoder)
@@ -243,6 +237,8 @@ def evaluate_baseline(data: LoadedDataset) -> dict:
         "evaluated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "model_version": "baseline only",
         "dataset": data.spec.name,
+        "metadata_keys": data.spec.metadata_keys,
+        "machine": _machine(),
         "split": data.report["splits"]["test"],
         "escalation_label": data.spec.escalation_proxy,
         "baseline": _metrics(data, _baseline_probabilities(data, with_metadata=True)),

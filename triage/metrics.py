@@ -58,16 +58,36 @@ def escalation_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, float]
     }
 
 
+def top_label_calibration_error(
+    y: Sequence[int], probabilities: np.ndarray, bins: int = 10
+) -> float:
+    """Expected calibration error of the predicted label: does a 0.8 top probability come
+    true 80 % of the time?"""
+    probabilities = np.asarray(probabilities, dtype=float)
+    correct = probabilities.argmax(axis=1) == np.asarray(y, dtype=int)
+    return expected_calibration_error(correct, probabilities.max(axis=1), bins)
+
+
 def category_metrics(
-    y: Sequence[int], predicted: Sequence[int], labels: Sequence[str]
+    y: Sequence[int],
+    predicted: Sequence[int],
+    labels: Sequence[str],
+    probabilities: np.ndarray | None = None,
 ) -> dict:
-    """Macro-F1 over all labels, accuracy and per-label F1."""
+    """Macro-F1 over all labels, accuracy and per-label F1; with the probabilities, also the
+    calibration error of the top label (`ece`)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     y, predicted = np.asarray(y, dtype=int), np.asarray(predicted, dtype=int)
     indices = list(range(len(labels)))
     per_class = f1_score(y, predicted, labels=indices, average=None, zero_division=0)
+    calibration = (
+        {"ece": top_label_calibration_error(y, probabilities)}
+        if probabilities is not None
+        else {}
+    )
     return {
+        **calibration,
         "macro_f1": float(
             f1_score(y, predicted, labels=indices, average="macro", zero_division=0)
         ),

@@ -16,6 +16,20 @@ from rich.table import Table
 
 from triage_cli import models, reports
 from triage_cli.common import _configure_logging, _database, _user_errors, console
+from triage_cli.recipes import (
+    DEFAULT_SPEC,
+    CategoryColumn,
+    DataOption,
+    EscalationColumn,
+    FormatOption,
+    IdColumn,
+    MetadataColumn,
+    SpecOption,
+    SplitColumn,
+    TextColumn,
+    TimeColumn,
+    dataset_spec,
+)
 
 app = typer.Typer(
     help="Complaint triage: escalation likelihood and failure category.",
@@ -31,13 +45,21 @@ app.add_typer(db_app, name="db")
 app.add_typer(models.app, name="models")
 app.command("retrain")(models.retrain)
 app.command("drift")(models.drift)
-DEFAULT_SPEC = Path("data/specs/cfpb.toml")
 
 
 @app.command()
 @_user_errors
 def train(
-    spec: Annotated[Path, typer.Option(help="Dataset spec (TOML).")] = DEFAULT_SPEC,
+    spec: SpecOption = None,
+    data: DataOption = None,
+    text_column: TextColumn = "text",
+    category_column: CategoryColumn = None,
+    escalation_column: EscalationColumn = None,
+    time_column: TimeColumn = None,
+    id_column: IdColumn = None,
+    metadata_column: MetadataColumn = None,
+    split_column: SplitColumn = None,
+    file_format: FormatOption = None,
     output: Annotated[
         Path, typer.Option(help="Run directory for checkpoints and best weights.")
     ] = Path("runs/cfpb"),
@@ -47,6 +69,12 @@ def train(
     epochs: int = 3,
     batch_size: int = 16,
     max_tokens: int = 128,
+    chunk_overlap: Annotated[
+        int,
+        typer.Option(
+            help="Tokens shared by neighbouring windows; under half of --max-tokens."
+        ),
+    ] = 32,
     learning_rate: float = 5e-5,
     max_train_rows: Annotated[
         int | None, typer.Option(help="Train on a sample (for quick trials).")
@@ -58,13 +86,29 @@ def train(
         int | None, typer.Option(help="torch threads; default: all cores.")
     ] = None,
 ) -> None:
-    """Fine-tune the two-head model on a dataset spec.
+    """Fine-tune the two-head model on a dataset spec, or on one file with its columns named.
 
-    Example: triage train --spec data/specs/cfpb.toml --output runs/cfpb
+    Example: triage train --spec data/specs/cfpb.toml --output runs/cfpb, or
+    triage train --data complaints.csv --text-column body --category-column reason
     """
     _configure_logging()
     from training.args import TrainingArguments
     from training.finetune import train as run_training
+
+    if not resume:
+        dataset = dataset_spec(
+            spec,
+            data,
+            text_column,
+            category_column,
+            escalation_column,
+            time_column,
+            id_column,
+            metadata_column,
+            split_column,
+            file_format,
+        )
+        spec = _spec_file(dataset, data, spec, output)
 
     if resume:
         args = (
@@ -84,6 +128,7 @@ def train(
             epochs=epochs,
             batch_size=batch_size,
             max_tokens=max_tokens,
+            chunk_overlap=chunk_overlap,
             learning_rate=learning_rate,
             max_train_rows=max_train_rows,
             threads=threads,
@@ -92,6 +137,20 @@ def train(
     console.print(
         f"Trained: best weights in {run / 'best.pt'}. Next: triage export {run}"
     )
+
+
+def _spec_file(dataset, data: Path | None, spec: Path | None, output: Path) -> Path:
+    """The spec file a run records: the one given, or the one --data made, saved in the run."""
+    if data is None:
+        return spec or DEFAULT_SPEC
+    from triage.data import read_dataset
+
+    # Read once before writing anything, so a bad file leaves no run directory behind.
+    read_dataset(dataset)
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / "spec.json"
+    path.write_text(dataset.model_dump_json(indent=2) + "\n")
+    return path
 
 
 @app.command()
@@ -104,6 +163,20 @@ def export(
     version: Annotated[
         str | None, typer.Option(help="Model version; default: spec, date and hash.")
     ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            help="Evaluate on the test split and record it in the bundle; skip it when "
+            "`triage evaluate` follows anyway (large test splits)."
+        ),
+    ] = True,
+    enforce_gate: Annotated[
+        bool,
+        typer.Option(
+            help="Stop when int8 breaks a gate bound; --no-enforce-gate writes the bundle "
+            "anyway, its manifest recording the failed gate (for benchmarks, never to serve)."
+        ),
+    ] = True,
 ) -> None:
     """Export a run to an int8 ONNX bundle (gated, calibrated) and evaluate it on the test split.
 
@@ -117,7 +190,13 @@ def export(
     from triage.bundle import load_bundle
     from triage.datasets import load_spec
 
-    bundle_dir = export_run(run, output, version=version)
+    bundle_dir = export_run(run, output, version=version, enforce_gate=enforce_gate)
+    if not evaluate:
+        console.print(
+            f"Bundle written to {bundle_dir}. Next: triage evaluate {bundle_dir} "
+            "--update-manifest"
+        )
+        return
     bundle = load_bundle(bundle_dir)
     data = load_dataset(load_spec(Path(bundle.manifest.training["spec"])))
     report = evaluate_bundle(bundle, data)
@@ -132,7 +211,16 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A model bundle directory.")] = Path(
         "models/default"
     ),
-    spec: Annotated[Path, typer.Option(help="Dataset spec (TOML).")] = DEFAULT_SPEC,
+    spec: SpecOption = None,
+    data: DataOption = None,
+    text_column: TextColumn = "text",
+    category_column: CategoryColumn = None,
+    escalation_column: EscalationColumn = None,
+    time_column: TimeColumn = None,
+    id_column: IdColumn = None,
+    metadata_column: MetadataColumn = None,
+    split_column: SplitColumn = None,
+    file_format: FormatOption = None,
     output: Annotated[
         Path | None, typer.Option(help="Write the metrics JSON here.")
     ] = None,
@@ -145,16 +233,28 @@ def evaluate(
 ) -> None:
     """Evaluate a bundle and the TF-IDF baseline on the test split of the same temporal split.
 
-    Example: triage evaluate models/default --output eval.json
+    Example: triage evaluate models/default --output eval.json, or
+    triage evaluate runs/bundle --data complaints.csv --text-column body --category-column reason
     """
     _configure_logging()
     from training.card import record_evaluation
     from training.data import load_dataset
     from training.evaluate import evaluate_bundle
     from triage.bundle import load_bundle
-    from triage.datasets import load_spec
 
-    report = evaluate_bundle(load_bundle(bundle), load_dataset(load_spec(spec)))
+    dataset = dataset_spec(
+        spec,
+        data,
+        text_column,
+        category_column,
+        escalation_column,
+        time_column,
+        id_column,
+        metadata_column,
+        split_column,
+        file_format,
+    )
+    report = evaluate_bundle(load_bundle(bundle), load_dataset(dataset))
     _print_report(report, markdown)
     if output:
         output.write_text(json.dumps(report, indent=2) + "\n")
@@ -166,21 +266,42 @@ def evaluate(
 @app.command()
 @_user_errors
 def baseline(
-    spec: Annotated[Path, typer.Option(help="Dataset spec (TOML).")] = DEFAULT_SPEC,
+    spec: SpecOption = None,
+    data: DataOption = None,
+    text_column: TextColumn = "text",
+    category_column: CategoryColumn = None,
+    escalation_column: EscalationColumn = None,
+    time_column: TimeColumn = None,
+    id_column: IdColumn = None,
+    metadata_column: MetadataColumn = None,
+    split_column: SplitColumn = None,
+    file_format: FormatOption = None,
     output: Annotated[
         Path | None, typer.Option(help="Write the metrics JSON here.")
     ] = None,
 ) -> None:
     """Fit and evaluate the TF-IDF + logistic regression baseline alone on a spec's split.
 
-    Example: triage baseline --spec data/specs/cfpb-issue.toml
+    Example: triage baseline --spec data/specs/cfpb-issue.toml, or
+    triage baseline --data complaints.csv --text-column body --category-column reason
     """
     _configure_logging()
     from training.data import load_dataset
     from training.evaluate import evaluate_baseline
-    from triage.datasets import load_spec
 
-    report = evaluate_baseline(load_dataset(load_spec(spec)))
+    dataset = dataset_spec(
+        spec,
+        data,
+        text_column,
+        category_column,
+        escalation_column,
+        time_column,
+        id_column,
+        metadata_column,
+        split_column,
+        file_format,
+    )
+    report = evaluate_baseline(load_dataset(dataset))
     _print_report(report)
     if output:
         output.write_text(json.dumps(report, indent=2) + "\n")
