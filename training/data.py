@@ -8,7 +8,6 @@ API); this module wraps its rows in a `datasets.DatasetDict` with `train`, `vali
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import datasets
@@ -25,18 +24,8 @@ class LoadedDataset:
     categories: list[str]
     spec: DatasetSpec
     report: dict[str, object]
-
-    @property
-    def fingerprint(self) -> str:
-        """A hash of every row's id, text and labels, recorded in the bundle's manifest."""
-        digest = hashlib.sha256()
-        for split in SPLITS:
-            for row in self.splits[split]:
-                digest.update(
-                    f"{split}\t{row['id']}\t{row['escalation']}\t{row['category']}\n".encode()
-                )
-                digest.update(row["text"].encode())
-        return digest.hexdigest()
+    # The rows' hash (`SplitDataset.fingerprint`), recorded in a bundle's manifest.
+    fingerprint: str
 
 
 def load_dataset(spec: DatasetSpec) -> LoadedDataset:
@@ -46,5 +35,9 @@ def load_dataset(spec: DatasetSpec) -> LoadedDataset:
         {s: datasets.Dataset.from_list(split.parts[s]) for s in SPLITS}
     )
     return LoadedDataset(
-        splits=tables, categories=split.categories, spec=spec, report=split.report
+        splits=tables,
+        categories=split.categories,
+        spec=spec,
+        report=split.report,
+        fingerprint=split.fingerprint,
     )
