@@ -193,6 +193,11 @@ def http_table(http: dict) -> list[str]:
     return lines
 
 
+def _other_jobs(soak: dict) -> str:
+    busy = soak["load_average_1min"]["before"] > soak["machine"]["usable_cores"]
+    return " and with other jobs, which the load average shows" if busy else ""
+
+
 def _lengths(soak: dict) -> str:
     if soak.get("max_tokens"):
         return f"of at most {soak['max_tokens']} tokens"
@@ -224,7 +229,7 @@ def soak_section(soak: dict) -> str:
             "latency p50 / p99 at the throughput reached",
             f"{soak['p50_ms']:,.0f} ms / {soak['p99_ms']:,.0f} ms at "
             f"{soak['requests_per_s']} requests/s (32 clients queue on 2 cores shared with the "
-            "load generator; 1-minute load average "
+            f"load generator{_other_jobs(soak)}; 1-minute load average "
             f"{soak['load_average_1min']['before']:.1f} before, "
             f"{soak['load_average_1min']['after']:.1f} after)",
         ),
