@@ -10,8 +10,9 @@ encoded requests in one call.
 
 By default every chunk goes through the graph in a run of its own. int8 dynamic quantization
 scales each run's activations together, so in a shared run a complaint's probabilities move with
-its run mates (by up to 0.06 for a category at 2 to 32 rows on the default bundle); alone, a
-complaint gets the same score however it was sent. On the 2-core development CPUs, larger runs
+its run mates (by a few hundredths on the default bundle: `benchmarks/model_bench.py` measures
+the largest shift at 1, 4 and 16 windows a run); alone, a complaint gets the same score however
+it was sent. On the 2-core development CPUs, larger runs
 gained little, as activations soon outgrow a core's cache (`benchmarks/model_bench.py` measures
 both). `chunk_batch` and `max_batch_tokens` allow larger runs where throughput matters more.
 """
