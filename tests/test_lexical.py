@@ -151,3 +151,51 @@ def test_a_blended_bundle_serves_the_declared_mix(tiny_bundle: Path, tmp_path: P
         BundleError, match="blends a lexical model but lacks lexical.npz"
     ):
         Scorer(bundle)
+
+
+def _file_with_categories(tmp_path: Path, train: list[str], validation: list[str]):
+    """A mapped CSV whose official split gives train and validation different categories."""
+    import pandas as pd
+
+    from training.data import load_dataset
+    from triage.datasets import spec_for_file
+
+    words = {
+        "refund": "refund money back",
+        "card": "card lost stolen",
+        "login": "password login locked",
+        "fee": "fee charged extra",
+    }
+    rows = []
+    for split, categories in (("train", train), ("dev", validation), ("test", train)):
+        for i in range(12):
+            category = categories[i % len(categories)]
+            text = f"{words[category]} please help case {i}"
+            rows.append({"text": text, "reason": category, "split": split})
+    path = tmp_path / "complaints.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    spec = spec_for_file(
+        path, text_column="text", category_column="reason", split_column="split"
+    )
+    return load_dataset(spec)
+
+
+@pytest.mark.parametrize(
+    "train", [["refund", "card", "login"], ["refund", "card"]], ids=["3", "2"]
+)
+def test_a_category_missing_from_training_gets_a_column_and_almost_no_probability(
+    tmp_path: Path, train: list[str]
+):
+    from training.lexical import fit_lexical
+
+    data = _file_with_categories(tmp_path, train, [*train, "fee"])
+    fee = data.categories.index("fee")
+
+    model = fit_lexical(data)
+
+    logits = model.logits("category", ["fee charged extra", "card lost stolen"], None)
+    assert logits.shape == (2, len(data.categories))
+    z = logits - logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert probabilities[:, fee].max() < 1e-3
+    assert probabilities[1].argmax() == data.categories.index("card")

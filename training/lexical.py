@@ -76,28 +76,64 @@ def fit_lexical(data: LoadedDataset) -> LexicalModel:
         texts, metadata, y = _rows(data, "train", label, doubled=True)
         v_texts, v_metadata, v_y = _rows(data, "validation", label, doubled=False)
         x, x_validation = features(texts, metadata), features(v_texts, v_metadata)
+        outputs = 1 if head == "escalation" else len(data.categories)
 
         best = None
         for c in C_GRID:
             model = LogisticRegression(C=c, max_iter=3000, class_weight=weight).fit(
                 x, y
             )
+            linear = _linear_head(model, n_terms, outputs)
             loss = log_loss(
-                v_y, model.predict_proba(x_validation), labels=model.classes_
+                v_y,
+                _probabilities(linear, x_validation, n_terms),
+                labels=np.arange(max(outputs, 2)),
             )
             if best is None or loss < best[0]:
-                best = (loss, c, model)
-        loss, c, model = best
+                best = (loss, c, linear)
+        loss, c, heads[head] = best
         logger.info("lexical %s head: C=%s, validation log loss %.4f", head, c, loss)
-
-        coef = (
-            model.coef_.T
-        )  # (features, outputs): 1 output for escalation, one per class otherwise
-        heads[head] = LinearHead(
-            coef[:n_terms], coef[n_terms:], model.intercept_.copy()
-        )
 
     vocabulary = sorted(tfidf.vocabulary_, key=tfidf.vocabulary_.get)
     return LexicalModel(
         vocabulary, tfidf.idf_, list(onehot.get_feature_names_out()), heads
     )
+
+
+# How far below the lowest learned bias a category the training split never shows is put: its
+# probability from this component is then about e^-10 of the least likely seen category's.
+UNSEEN_BIAS_GAP = 10.0
+
+
+def _linear_head(model: LogisticRegression, n_terms: int, outputs: int) -> LinearHead:
+    """The fitted model as a `LinearHead` with one column per output of the head.
+
+    A category head gets a column for every category of the spec, in order, even when the
+    training split lacks some (MultiDoGO's train split has no `openaccount` turn) or holds
+    only two (scikit-learn then fits a single binary column); otherwise the component's
+    columns would not line up with the encoder's when the two are blended.
+    """
+    coef, bias = model.coef_.T, model.intercept_
+    if outputs == 1:
+        return LinearHead(coef[:n_terms].copy(), coef[n_terms:].copy(), bias.copy())
+
+    if coef.shape[1] == 1:  # two classes seen: softmax([0, z]) is sigmoid(z)
+        coef = np.hstack([np.zeros_like(coef), coef])
+        bias = np.r_[0.0, bias]
+    full_coef = np.zeros((coef.shape[0], outputs))
+    full_bias = np.full(outputs, bias.min() - UNSEEN_BIAS_GAP)
+    full_coef[:, model.classes_] = coef
+    full_bias[model.classes_] = bias
+    return LinearHead(full_coef[:n_terms], full_coef[n_terms:], full_bias)
+
+
+def _probabilities(head: LinearHead, x: csr_matrix, n_terms: int) -> np.ndarray:
+    """The head's probabilities on feature rows: sigmoid for one output, softmax otherwise."""
+    z = x[:, :n_terms] @ head.term_weights + x[:, n_terms:] @ head.metadata_weights
+    z = np.asarray(z) + head.bias
+    if z.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        return np.c_[1 - p, p]
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
