@@ -45,10 +45,17 @@ def test_escalation_metrics_need_both_classes():
     )
 
 
-def test_category_metrics_include_absent_labels():
+def test_macro_f1_leaves_out_labels_neither_true_nor_predicted():
     metrics = category_metrics([0, 0, 1], [0, 0, 1], ["a", "b", "c"])
-    assert metrics["accuracy"] == 1.0
-    assert metrics["per_class_f1"] == {"a": 1.0, "b": 1.0, "c": 0.0}
+    assert metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
+    assert metrics["per_class_f1"] == {"a": 1.0, "b": 1.0, "c": None}
+    assert metrics["labels_in_macro_f1"] == 2
+
+
+def test_macro_f1_counts_a_label_predicted_but_never_true():
+    metrics = category_metrics([0, 0, 1, 1], [0, 0, 1, 2], ["a", "b", "c"])
+    assert metrics["per_class_f1"]["c"] == 0.0
+    assert metrics["macro_f1"] == pytest.approx((1.0 + 2 / 3 + 0.0) / 3)
 
 
 def test_within_group_skips_small_or_single_class_groups():

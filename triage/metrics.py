@@ -74,13 +74,20 @@ def category_metrics(
     labels: Sequence[str],
     probabilities: np.ndarray | None = None,
 ) -> dict:
-    """Macro-F1 over all labels, accuracy and per-label F1; with the probabilities, also the
-    calibration error of the top label (`ece`)."""
+    """Macro-F1, accuracy and per-label F1; with the probabilities, also the calibration error
+    of the top label (`ece`).
+
+    Macro-F1 averages over the labels that occur in the truth or the predictions: a label the
+    test split never holds and the model never predicts has no F1 (it is `None` in
+    `per_class_f1`) rather than a zero that would lower the average for nothing the model
+    did. A label predicted but never true still counts, with an F1 of 0.
+    """
     from sklearn.metrics import accuracy_score, f1_score
 
     y, predicted = np.asarray(y, dtype=int), np.asarray(predicted, dtype=int)
-    indices = list(range(len(labels)))
-    per_class = f1_score(y, predicted, labels=indices, average=None, zero_division=0)
+    present = sorted(set(y.tolist()) | set(predicted.tolist()))
+    per_class = f1_score(y, predicted, labels=present, average=None, zero_division=0)
+    f1_of = dict(zip(present, per_class.tolist(), strict=True))
     calibration = (
         {"ece": top_label_calibration_error(y, probabilities)}
         if probabilities is not None
@@ -88,13 +95,10 @@ def category_metrics(
     )
     return {
         **calibration,
-        "macro_f1": float(
-            f1_score(y, predicted, labels=indices, average="macro", zero_division=0)
-        ),
+        "macro_f1": float(np.mean(per_class)) if present else 0.0,
         "accuracy": float(accuracy_score(y, predicted)),
-        "per_class_f1": {
-            label: float(f) for label, f in zip(labels, per_class, strict=True)
-        },
+        "per_class_f1": {label: f1_of.get(i) for i, label in enumerate(labels)},
+        "labels_in_macro_f1": len(present),
         "n": int(len(y)),
     }
 
