@@ -25,7 +25,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from triage.errors import InvalidComplaintError, TriageError
-from triage.scorer import Complaint, Prediction, Scorer
+from triage.scorer import Complaint, EncodedComplaints, Prediction, Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,31 @@ class ArchiveColumns:
         names = [self.id] if self.id else []
         names += [self.text, *self.metadata.values()]
         return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One archive to score, as both engines take it.
+
+    Args:
+        archive: the CSV, JSONL or Parquet file.
+        output: the directory the Parquet predictions go to.
+        columns: which archive columns hold the text, the id and the metadata.
+        bundle: the model bundle directory.
+        workers: scoring processes (local) or actors (Ray), one `Scorer` each.
+        rows_per_batch: rows handed to a worker at a time.
+        threads_per_worker: onnxruntime threads of each worker's session.
+        threshold: the flagging threshold; default the bundle's.
+    """
+
+    archive: Path
+    output: Path
+    columns: ArchiveColumns
+    bundle: Path
+    workers: int = 1
+    rows_per_batch: int = 256
+    threads_per_worker: int = 1
+    threshold: float | None = None
 
 
 def archive_format(path: Path) -> str:
@@ -215,22 +240,29 @@ def complaints_of(table: pa.Table, columns: ArchiveColumns) -> list[Complaint | 
 def _score_rows(
     scorer: Scorer, complaints: list[Complaint | None]
 ) -> tuple[list[Prediction | None], list[str | None]]:
-    """Score each complaint on its own: its windows form one graph run, so its prediction
-    does not depend on which complaints shared its slice (int8 scales activations per run).
-    An archive scored on Ray, on local processes or in slices of another size gives the
-    same predictions, and a re-score after a retrain moves them only by the model. It costs
-    little throughput: no window is padded to a longer neighbour's length
-    (`benchmarks/ray_bench.py` compares it with batched scoring)."""
-    predictions: list[Prediction | None] = [None] * len(complaints)
+    """Score a slice in one call, after checking each complaint on its own so that one bad row
+    gets an error instead of failing its slice. The scorer runs every window alone (int8
+    scales activations per run), so a prediction does not depend on which complaints shared
+    its slice: an archive scored on Ray, on local processes or in slices of another size
+    gives the same predictions."""
     errors: list[str | None] = [None] * len(complaints)
+    encoded: list[EncodedComplaints] = []
+    rows: list[int] = []
     for i, complaint in enumerate(complaints):
         if complaint is None:
             errors[i] = "the text column is empty"
             continue
         try:
-            [predictions[i]] = scorer.score([complaint])
+            encoded.append(scorer.encode([complaint]))
         except InvalidComplaintError as error:
             errors[i] = re.sub(r"^complaint \d+", "complaint", str(error))
+            continue
+        rows.append(i)
+
+    predictions: list[Prediction | None] = [None] * len(complaints)
+    if encoded:
+        for i, [prediction] in zip(rows, scorer.score_encoded(encoded), strict=True):
+            predictions[i] = prediction
     return predictions, errors
 
 

@@ -28,6 +28,7 @@ from rich.progress import (
 from batch.archive import (
     ArchiveColumns,
     ArchiveError,
+    BatchJob,
     BatchSummary,
     count_rows,
     iter_tables,
@@ -55,61 +56,44 @@ def _score_slice(table: pa.Table, columns: ArchiveColumns) -> pa.Table:
     return score_table(_scorer, table, columns)
 
 
-def score_locally(
-    archive: Path,
-    output: Path,
-    columns: ArchiveColumns,
-    bundle: Path,
-    workers: int,
-    rows_per_batch: int = 256,
-    threads_per_worker: int = 1,
-    threshold: float | None = None,
-    console: Console | None = None,
-) -> BatchSummary:
-    """Score `archive` into `output`/part-00000.parquet on `workers` processes."""
-    version = load_bundle(bundle).version
-    output.mkdir(parents=True, exist_ok=True)
+def score_locally(job: BatchJob, console: Console | None = None) -> BatchSummary:
+    """Score `job.archive` into `job.output`/part-00000.parquet on `job.workers` processes."""
+    version = load_bundle(job.bundle).version
+    job.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # Worker processes start fresh rather than forked: a fork would copy this process's
     # threads and locks (onnxruntime's, rich's) in whatever state they are.
     pool = ProcessPoolExecutor(
-        max_workers=workers,
+        max_workers=job.workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
-        initargs=(str(bundle), threads_per_worker, threshold),
+        initargs=(str(job.bundle), job.threads_per_worker, job.threshold),
     )
     with pool, _progress(console) as progress:
-        task = progress.add_task("scoring complaints", total=count_rows(archive))
-        _run(
-            pool,
-            archive,
-            output / OUTPUT_FILE,
-            columns,
-            rows_per_batch,
-            workers,
-            lambda n: progress.advance(task, n),
-        )
-    if not (output / OUTPUT_FILE).exists():
-        raise ArchiveError(f"{archive} holds no complaints: nothing was scored")
+        task = progress.add_task("scoring complaints", total=count_rows(job.archive))
+        _run(pool, job, lambda n: progress.advance(task, n))
+    if not (job.output / OUTPUT_FILE).exists():
+        raise ArchiveError(f"{job.archive} holds no complaints: nothing was scored")
     seconds = time.monotonic() - started
-    summary = summarise_output(output, "local", workers, seconds, version)
+    summary = summarise_output(job.output, "local", job.workers, seconds, version)
     logger.info(
         "scored %d complaints on %d local processes in %.1f s",
         summary.complaints,
-        workers,
+        job.workers,
         seconds,
     )
     return summary
 
 
-def _run(pool, archive, path, columns, rows, workers, advance) -> None:
+def _run(pool: ProcessPoolExecutor, job: BatchJob, advance) -> None:
     """Keep two slices per worker in flight and write results in the order they were read."""
+    path = job.output / OUTPUT_FILE
     in_flight: deque[Future] = deque()
     writer: pq.ParquetWriter | None = None
     try:
-        for table in iter_tables(archive, columns, rows):
-            in_flight.append(pool.submit(_score_slice, table, columns))
-            if len(in_flight) >= 2 * workers:
+        for table in iter_tables(job.archive, job.columns, job.rows_per_batch):
+            in_flight.append(pool.submit(_score_slice, table, job.columns))
+            if len(in_flight) >= 2 * job.workers:
                 writer = _write(writer, path, in_flight.popleft().result(), advance)
         while in_flight:
             writer = _write(writer, path, in_flight.popleft().result(), advance)

@@ -19,6 +19,7 @@ import ray.data
 
 from batch.archive import (
     ArchiveColumns,
+    BatchJob,
     BatchSummary,
     archive_format,
     column_names,
@@ -94,43 +95,35 @@ def read_archive(archive: Path, columns: ArchiveColumns) -> ray.data.Dataset:
     return dataset.select_columns(columns.needed)
 
 
-def score_on_ray(
-    archive: Path,
-    output: Path,
-    columns: ArchiveColumns,
-    bundle: Path,
-    workers: int,
-    rows_per_batch: int = 256,
-    threads_per_worker: int = 1,
-    threshold: float | None = None,
-    address: str | None = None,
-) -> BatchSummary:
-    """Score `archive` into Parquet files under `output` on `workers` Ray actors."""
-    version = load_bundle(bundle).version
+def score_on_ray(job: BatchJob, address: str | None = None) -> BatchSummary:
+    """Score `job.archive` into Parquet files under `job.output` on `job.workers` Ray actors."""
+    version = load_bundle(job.bundle).version
     connect(address)
     started = time.monotonic()
-    scored = read_archive(archive, columns).map_batches(
+    scored = read_archive(job.archive, job.columns).map_batches(
         ArchiveScorer,
         fn_constructor_kwargs={
-            "bundle": str(bundle.resolve()),
-            "columns": columns,
-            "threads": threads_per_worker,
-            "threshold": threshold,
+            "bundle": str(job.bundle.resolve()),
+            "columns": job.columns,
+            "threads": job.threads_per_worker,
+            "threshold": job.threshold,
         },
         batch_format="pyarrow",
-        batch_size=rows_per_batch,
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=threads_per_worker,
+        batch_size=job.rows_per_batch,
+        compute=ray.data.ActorPoolStrategy(size=job.workers),
+        num_cpus=job.threads_per_worker,
     )
     scored.write_parquet(
-        str(output.resolve()), mode="overwrite", ray_remote_args={"num_cpus": IO_CPUS}
+        str(job.output.resolve()),
+        mode="overwrite",
+        ray_remote_args={"num_cpus": IO_CPUS},
     )
     seconds = time.monotonic() - started
-    summary = summarise_output(output, "ray", workers, seconds, version)
+    summary = summarise_output(job.output, "ray", job.workers, seconds, version)
     logger.info(
         "scored %d complaints on %d Ray workers in %.1f s",
         summary.complaints,
-        workers,
+        job.workers,
         seconds,
     )
     return summary

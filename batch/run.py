@@ -8,7 +8,13 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from batch.archive import ArchiveError, BatchSummary, prepare_output, resolve_columns
+from batch.archive import (
+    ArchiveError,
+    BatchJob,
+    BatchSummary,
+    prepare_output,
+    resolve_columns,
+)
 from triage.bundle import load_bundle
 
 logger = logging.getLogger(__name__)
@@ -64,17 +70,20 @@ def score_archive(
         )
     if engine == "auto" and not use_ray:
         note(RAY_MISSING.format(workers=workers))
-    common = {
-        "rows_per_batch": rows_per_batch,
-        "threads_per_worker": threads_per_worker,
-        "threshold": threshold,
-    }
+    job = BatchJob(
+        archive,
+        output,
+        columns,
+        bundle,
+        workers=workers,
+        rows_per_batch=rows_per_batch,
+        threads_per_worker=threads_per_worker,
+        threshold=threshold,
+    )
     if use_ray:
         from batch.ray_data import score_on_ray
 
-        return score_on_ray(
-            archive, output, columns, bundle, workers, address=ray_address, **common
-        )
+        return score_on_ray(job, address=ray_address)
     from batch.local import score_locally
 
-    return score_locally(archive, output, columns, bundle, workers, **common)
+    return score_locally(job)

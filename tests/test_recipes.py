@@ -334,3 +334,18 @@ def test_cli_evaluate_refuses_labels_the_bundle_does_not_know(
         "complaints: labels billing, delivery, refund are not among the bundle's categories"
         in output
     )
+
+
+def test_every_command_that_reads_data_offers_the_same_data_flags():
+    import typer.main
+
+    command = typer.main.get_command(app)
+    context = command.make_context("triage", ["--help"], resilient_parsing=True)
+    panels = {}
+    for name in ("train", "evaluate", "baseline"):
+        params = command.get_command(context, name).params
+        panels[name] = [p.name for p in params if p.rich_help_panel == "Data"]
+
+    assert panels["train"] == panels["evaluate"] == panels["baseline"]
+    assert panels["train"][:3] == ["spec", "data", "text_column"]
+    assert len(panels["train"]) == 10

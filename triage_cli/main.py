@@ -16,20 +16,7 @@ from rich.table import Table
 
 from triage_cli import models, reports
 from triage_cli.common import _configure_logging, _database, _user_errors, console
-from triage_cli.recipes import (
-    DEFAULT_SPEC,
-    CategoryColumn,
-    DataOption,
-    EscalationColumn,
-    FormatOption,
-    IdColumn,
-    MetadataColumn,
-    SpecOption,
-    SplitColumn,
-    TextColumn,
-    TimeColumn,
-    dataset_spec,
-)
+from triage_cli.recipes import DEFAULT_SPEC, DataSource, data_source_options
 
 app = typer.Typer(
     help="Complaint triage: escalation likelihood and failure category.",
@@ -49,17 +36,9 @@ app.command("drift")(models.drift)
 
 @app.command()
 @_user_errors
+@data_source_options
 def train(
-    spec: SpecOption = None,
-    data: DataOption = None,
-    text_column: TextColumn = "text",
-    category_column: CategoryColumn = None,
-    escalation_column: EscalationColumn = None,
-    time_column: TimeColumn = None,
-    id_column: IdColumn = None,
-    metadata_column: MetadataColumn = None,
-    split_column: SplitColumn = None,
-    file_format: FormatOption = None,
+    source: DataSource = DataSource(),
     output: Annotated[
         Path, typer.Option(help="Run directory for checkpoints and best weights.")
     ] = Path("runs/cfpb"),
@@ -95,34 +74,14 @@ def train(
     from training.args import TrainingArguments
     from training.finetune import train as run_training
 
-    if not resume:
-        dataset = dataset_spec(
-            spec,
-            data,
-            text_column,
-            category_column,
-            escalation_column,
-            time_column,
-            id_column,
-            metadata_column,
-            split_column,
-            file_format,
-        )
-        spec = _spec_file(dataset, data, spec, output)
-
     if resume:
-        args = (
-            TrainingArguments.from_json((output / "args.json").read_text())
-            if (output / "args.json").exists()
-            else None
-        )
-        if args is None:
-            raise FileNotFoundError(
-                f"nothing to resume: {output}/args.json does not exist"
-            )
+        args_file = output / "args.json"
+        if not args_file.exists():
+            raise FileNotFoundError(f"nothing to resume: {args_file} does not exist")
+        args = TrainingArguments.from_json(args_file.read_text())
     else:
         args = TrainingArguments(
-            spec=str(spec),
+            spec=str(_spec_file(source, output)),
             output_dir=str(output),
             base_model=str(base_model) if base_model else None,
             epochs=epochs,
@@ -139,10 +98,11 @@ def train(
     )
 
 
-def _spec_file(dataset, data: Path | None, spec: Path | None, output: Path) -> Path:
+def _spec_file(source: DataSource, output: Path) -> Path:
     """The spec file a run records: the one given, or the one --data made, saved in the run."""
-    if data is None:
-        return spec or DEFAULT_SPEC
+    dataset = source.dataset_spec()
+    if source.data is None:
+        return source.spec or DEFAULT_SPEC
     from triage.data import read_dataset
 
     # Read once before writing anything, so a bad file leaves no run directory behind.
@@ -207,20 +167,12 @@ def export(
 
 @app.command()
 @_user_errors
+@data_source_options
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A model bundle directory.")] = Path(
         "models/default"
     ),
-    spec: SpecOption = None,
-    data: DataOption = None,
-    text_column: TextColumn = "text",
-    category_column: CategoryColumn = None,
-    escalation_column: EscalationColumn = None,
-    time_column: TimeColumn = None,
-    id_column: IdColumn = None,
-    metadata_column: MetadataColumn = None,
-    split_column: SplitColumn = None,
-    file_format: FormatOption = None,
+    source: DataSource = DataSource(),
     output: Annotated[
         Path | None, typer.Option(help="Write the metrics JSON here.")
     ] = None,
@@ -242,18 +194,7 @@ def evaluate(
     from training.evaluate import evaluate_bundle
     from triage.bundle import load_bundle
 
-    dataset = dataset_spec(
-        spec,
-        data,
-        text_column,
-        category_column,
-        escalation_column,
-        time_column,
-        id_column,
-        metadata_column,
-        split_column,
-        file_format,
-    )
+    dataset = source.dataset_spec()
     report = evaluate_bundle(load_bundle(bundle), load_dataset(dataset))
     _print_report(report, markdown)
     if output:
@@ -265,17 +206,9 @@ def evaluate(
 
 @app.command()
 @_user_errors
+@data_source_options
 def baseline(
-    spec: SpecOption = None,
-    data: DataOption = None,
-    text_column: TextColumn = "text",
-    category_column: CategoryColumn = None,
-    escalation_column: EscalationColumn = None,
-    time_column: TimeColumn = None,
-    id_column: IdColumn = None,
-    metadata_column: MetadataColumn = None,
-    split_column: SplitColumn = None,
-    file_format: FormatOption = None,
+    source: DataSource = DataSource(),
     output: Annotated[
         Path | None, typer.Option(help="Write the metrics JSON here.")
     ] = None,
@@ -289,18 +222,7 @@ def baseline(
     from training.data import load_dataset
     from training.evaluate import evaluate_baseline
 
-    dataset = dataset_spec(
-        spec,
-        data,
-        text_column,
-        category_column,
-        escalation_column,
-        time_column,
-        id_column,
-        metadata_column,
-        split_column,
-        file_format,
-    )
+    dataset = source.dataset_spec()
     report = evaluate_baseline(load_dataset(dataset))
     _print_report(report)
     if output:

@@ -9,8 +9,12 @@ map it) either way.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -82,36 +86,93 @@ FormatOption = Annotated[
 ]
 
 
-def dataset_spec(
-    spec: Path | None,
-    data: Path | None,
-    text_column: str,
-    category_column: str | None = None,
-    escalation_column: str | None = None,
-    time_column: str | None = None,
-    id_column: str | None = None,
-    metadata_column: list[str] | None = None,
-    split_column: str | None = None,
-    file_format: Literal["csv", "jsonl", "parquet"] | None = None,
-) -> DatasetSpec:
-    """The spec a command reads: the spec file, or one built from --data and its columns."""
-    if data is None:
-        return load_spec(spec or DEFAULT_SPEC)
-    if spec is not None:
-        raise ValueError("pass either --spec or --data, not both")
-    if not (category_column or escalation_column):
-        raise ValueError(
-            f"--data {data}: name at least one label, with --category-column or "
-            "--escalation-column"
+@dataclass(frozen=True)
+class DataSource:
+    """Where a command's rows come from: `--spec`, or `--data` with its columns named."""
+
+    spec: Path | None = None
+    data: Path | None = None
+    text_column: str = "text"
+    category_column: str | None = None
+    escalation_column: str | None = None
+    time_column: str | None = None
+    id_column: str | None = None
+    metadata_column: list[str] | None = None
+    split_column: str | None = None
+    file_format: Literal["csv", "jsonl", "parquet"] | None = None
+
+    def dataset_spec(self) -> DatasetSpec:
+        """The spec the command reads: the spec file, or one built from the file's columns."""
+        if self.data is None:
+            return load_spec(self.spec or DEFAULT_SPEC)
+        if self.spec is not None:
+            raise ValueError("pass either --spec or --data, not both")
+        if not (self.category_column or self.escalation_column):
+            raise ValueError(
+                f"--data {self.data}: name at least one label, with --category-column or "
+                "--escalation-column"
+            )
+        return spec_for_file(
+            self.data,
+            text_column=self.text_column,
+            category_column=self.category_column,
+            escalation_column=self.escalation_column,
+            time_column=self.time_column,
+            id_column=self.id_column,
+            metadata_columns=self.metadata_column,
+            split_column=self.split_column,
+            format=self.file_format,
         )
-    return spec_for_file(
-        data,
-        text_column=text_column,
-        category_column=category_column,
-        escalation_column=escalation_column,
-        time_column=time_column,
-        id_column=id_column,
-        metadata_columns=metadata_column,
-        split_column=split_column,
-        format=file_format,
-    )
+
+
+# Each field of DataSource as a command-line flag, in the order `--help` lists them.
+_FLAGS = {
+    "spec": SpecOption,
+    "data": DataOption,
+    "text_column": TextColumn,
+    "category_column": CategoryColumn,
+    "escalation_column": EscalationColumn,
+    "time_column": TimeColumn,
+    "id_column": IdColumn,
+    "metadata_column": MetadataColumn,
+    "split_column": SplitColumn,
+    "file_format": FormatOption,
+}
+
+
+def data_source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a typer command the Data flags, handed to it as one `source: DataSource`.
+
+    The command declares a `source: DataSource` parameter; typer sees the ten flags in its
+    place, and the command receives them gathered. Every command that reads a dataset thus
+    offers the same flags with the same help.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    defaults = {field.name: field.default for field in fields(DataSource)}
+    flags = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=defaults[name],
+            annotation=annotation,
+        )
+        for name, annotation in _FLAGS.items()
+    ]
+    parameters = []
+    for parameter in signature.parameters.values():
+        if parameter.name == "source":
+            parameters.extend(flags)
+        else:
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    if len(parameters) == len(signature.parameters):
+        raise TypeError(f"{command.__name__} has no `source: DataSource` parameter")
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        source = DataSource(
+            **{name: kwargs.pop(name) for name in _FLAGS if name in kwargs}
+        )
+        return command(*args, source=source, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    return wrapper
