@@ -132,3 +132,34 @@ def test_ray_benchmark_writes_its_report(tiny_bundle, tmp_path):
         ("ray data", 1),
         ("ray data", 2),
     ]
+
+
+def test_training_record_keeps_a_runs_arguments_and_validation_history(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_text(json.dumps({"epochs": 2, "seed": 13}))
+    history = [{"epoch": 1, "score": 0.5}, {"epoch": 2, "score": 0.6}]
+    (run / "history.json").write_text(json.dumps(history))
+    output = tmp_path / "training.json"
+
+    _run(
+        "training_record.py",
+        *(str(run), str(output), "--started", "T0", "--finished", "T1"),
+    )
+
+    record = json.loads(output.read_text())
+    assert record["arguments"]["seed"] == 13
+    assert record["epochs_done"] == 2 and record["validation_history"] == history
+    assert (record["started"], record["finished"]) == ("T0", "T1")
+
+
+def test_training_record_refuses_a_run_with_no_finished_epoch(tmp_path):
+    (tmp_path / "args.json").write_text("{}")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "training_record.py"), str(tmp_path)]
+        + [str(tmp_path / "out.json"), "--started", "T0", "--finished", "T1"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "no history.json" in done.stderr
+    assert not (tmp_path / "out.json").exists()
