@@ -8,8 +8,9 @@
 #   nohup nice -n 19 sh benchmarks/public_sets.sh multidogo > runs/public-multidogo.log 2>&1 &
 # Runs keep checkpoints in runs/<set> (git ignores runs/); running the script again resumes an
 # interrupted run. The bundle goes to runs/<set>-bundle, the result to
-# docs/results/public-<set>.json (the run's arguments and validation history beside it, in
-# public-<set>-training.json), and the table of docs/benchmarks-public.md is printed last.
+# docs/results/public-<set>.json, with the run's arguments and validation history beside it
+# (public-<set>-training.json) and the bundle's manifest (public-<set>-manifest.json); the
+# table of docs/benchmarks-public.md is printed last.
 set -e
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MALLOC_ARENA_MAX=2
 TRIAGE="${PYTHON:-python} -m triage_cli.main"
@@ -41,6 +42,9 @@ stamp "export $SET"
 # the largest probability shift): the manifest records the gate, and the docs report it.
 $TRIAGE export "runs/$SET" --output "runs/$SET-bundle" --version "$SET-minilm" --no-evaluate \
   --no-enforce-gate
+# The bundle stays out of git; its manifest (gate, blend weights, temperatures) goes beside the
+# results.
+cp "runs/$SET-bundle/manifest.json" "docs/results/public-$SET-manifest.json"
 stamp "evaluate $SET"
 $TRIAGE evaluate "runs/$SET-bundle" --spec "data/specs/$SET.toml" \
   --output "docs/results/public-$SET.json"

@@ -4,6 +4,7 @@ the names `triage` exports run, from the repository's root, against the committe
 from __future__ import annotations
 
 import doctest
+import json
 import re
 
 import numpy as np
@@ -112,3 +113,20 @@ def test_public_benchmark_tables_in_docs_come_from_the_result_files(name):
 
     for page in ("docs/benchmarks-public.md", "README.md"):
         assert table in (REPO / page).read_text(encoding="utf-8"), page
+
+
+@pytest.mark.parametrize("name", ["banking77", "multidogo"])
+def test_public_benchmark_gate_figures_in_docs_come_from_the_bundle_manifest(name):
+    manifest = json.loads(
+        (REPO / "docs" / "results" / f"public-{name}-manifest.json").read_text()
+    )
+    gate, blend = manifest["gate"], manifest["blend"]["category"]
+    page = (REPO / "docs" / "benchmarks-public.md").read_text(encoding="utf-8")
+    heading = "## MultiDoGO" if name == "multidogo" else "## banking77"
+    section = page[page.index(heading) :].split("\n## ")[0]
+
+    assert f"{100 * gate['int8_argmax_agreement']:.1f} %" in section
+    assert f"by {gate['int8_max_abs_probability_diff']:.3f}" in section
+    assert not gate["passed"] and not gate["enforced"]
+    if name == "banking77":
+        assert f"encoder weight {blend['encoder_weight']:.2f}" in section
