@@ -117,10 +117,16 @@ def column_names(path: Path) -> list[str]:
     if kind == "parquet":
         return list(pq.read_schema(path).names)
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        if kind == "csv":
-            return next(csv.reader(handle), [])
-        first = handle.readline()
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            if kind == "csv":
+                return next(csv.reader(handle), [])
+            first = handle.readline()
+    except UnicodeDecodeError as error:
+        raise ArchiveError(
+            f"{path} is not UTF-8 text (byte {error.start} of its first lines): re-encode "
+            "it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
     return list(pa_json.read_json(io.BytesIO(first.encode("utf-8"))).schema.names)
 
 
@@ -174,17 +180,23 @@ def iter_tables(path: Path, columns: ArchiveColumns, rows: int) -> Iterator[pa.T
         for batch in pq.ParquetFile(path).iter_batches(rows, columns=columns.needed):
             yield pa.Table.from_batches([batch])
         return
-    if kind == "csv":
-        parse, convert = csv_options(column_names(path))
-        convert.include_columns = columns.needed
-        reader = pa_csv.open_csv(
-            pa.input_stream(str(path), compression="detect"),
-            parse_options=parse,
-            convert_options=convert,
-        )
-    else:
-        reader = pa_json.open_json(pa.input_stream(str(path), compression="detect"))
-    yield from _resliced(reader, columns.needed, rows)
+    try:
+        if kind == "csv":
+            parse, convert = csv_options(column_names(path))
+            convert.include_columns = columns.needed
+            reader = pa_csv.open_csv(
+                pa.input_stream(str(path), compression="detect"),
+                parse_options=parse,
+                convert_options=convert,
+            )
+        else:
+            reader = pa_json.open_json(pa.input_stream(str(path), compression="detect"))
+        yield from _resliced(reader, columns.needed, rows)
+    except pa.ArrowInvalid as error:
+        raise ArchiveError(
+            f"{path} cannot be read: {error}. Every value of a column must have one type "
+            "(in JSONL, write each text as a JSON string), and the file must be UTF-8"
+        ) from None
 
 
 def _resliced(reader, names: list[str], rows: int) -> Iterator[pa.Table]:

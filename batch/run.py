@@ -60,6 +60,7 @@ def score_archive(
         )
     keys = load_bundle(bundle).manifest.metadata_keys
     columns = resolve_columns(archive, text_column, id_column, metadata, keys)
+    created = not output.exists()
     prepare_output(output, overwrite)
 
     use_ray = engine == "ray" or (engine == "auto" and ray_installed())
@@ -80,10 +81,15 @@ def score_archive(
         threads_per_worker=threads_per_worker,
         threshold=threshold,
     )
-    if use_ray:
-        from batch.ray_data import score_on_ray
+    try:
+        if use_ray:
+            from batch.ray_data import score_on_ray
 
-        return score_on_ray(job, address=ray_address)
-    from batch.local import score_locally
+            return score_on_ray(job, address=ray_address)
+        from batch.local import score_locally
 
-    return score_locally(job)
+        return score_locally(job)
+    except ArchiveError:
+        if created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # a run that failed on its input leaves no empty directory
+        raise

@@ -171,3 +171,24 @@ def test_the_command_scores_and_reports(complaints, tiny_bundle, tmp_path):
     )
     assert bad.exit_code == 1 and "--metadata takes KEY=COLUMN" in bad.output
     assert pq.read_table(tmp_path / "out").column_names[0] == ID
+
+
+def test_a_jsonl_text_of_another_type_names_the_file_and_leaves_no_output(
+    tiny_bundle, tmp_path
+):
+    archive = tmp_path / "calls.jsonl"
+    lines = ['{"text": "charged twice"}'] * 3 + ['{"text": 123}']
+    archive.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "out"
+
+    with pytest.raises(ArchiveError, match=re.escape(f"{archive} cannot be read")):
+        score_archive(archive, output, tiny_bundle, engine="local")
+    assert not output.exists()
+
+
+def test_a_file_that_is_not_utf8_says_so_and_how_to_fix_it(tiny_bundle, tmp_path):
+    archive = tmp_path / "calls.csv"
+    archive.write_bytes("text\ncaf\u00e9 charged twice\n".encode("latin-1"))
+
+    with pytest.raises(ArchiveError, match="is not UTF-8 text .* re-encode it"):
+        score_archive(archive, tmp_path / "out", tiny_bundle, engine="local")

@@ -130,3 +130,23 @@ def test_public_benchmark_gate_figures_in_docs_come_from_the_bundle_manifest(nam
     assert not gate["passed"] and not gate["enforced"]
     if name == "banking77":
         assert f"encoder weight {blend['encoder_weight']:.2f}" in section
+
+
+def test_score_texts_refuses_arguments_of_the_wrong_shape():
+    scorer = triage.Scorer(REPO / "models" / "default")
+
+    with pytest.raises(TypeError, match="texts is one string"):
+        triage.score_texts(scorer, "charged twice")
+    with pytest.raises(ValueError, match="got 2 texts and 1"):
+        triage.score_texts(scorer, ["a refund", "a fee"], metadata=[None])
+    with pytest.raises(
+        triage.InvalidComplaintError, match="complaint 0: the text is int"
+    ):
+        triage.score_texts(scorer, [123])
+    with pytest.raises(triage.InvalidComplaintError, match="metadata is str"):
+        triage.score_texts(scorer, ["a refund"], metadata=["company"])
+
+
+def test_evaluate_refuses_a_limit_below_one():
+    with pytest.raises(ValueError, match="got 0"):
+        triage.evaluate(REPO / "models" / "default", "data/specs/cfpb.toml", limit=0)

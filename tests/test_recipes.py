@@ -349,3 +349,47 @@ def test_every_command_that_reads_data_offers_the_same_data_flags():
     assert panels["train"] == panels["evaluate"] == panels["baseline"]
     assert panels["train"][:3] == ["spec", "data", "text_column"]
     assert len(panels["train"]) == 10
+
+
+def test_cli_refuses_column_flags_without_a_data_file():
+    result = runner.invoke(
+        app, ["baseline", "--text-column", "body", "--format", "csv"]
+    )
+
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "--text-column, --format name the columns of a --data file" in output
+
+
+def test_cli_baseline_names_a_label_with_a_single_value(tmp_path: Path):
+    path = tmp_path / "complaints.csv"
+    frame = _complaints(120)
+    frame["reason"] = "billing"
+    frame.to_csv(path, index=False)
+
+    result = runner.invoke(
+        app,
+        ["baseline", "--data", str(path), "--text-column", "body"]
+        + ["--category-column", "reason"],
+    )
+
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "the training split's category labels hold one value only" in output
+
+
+def test_cli_train_refuses_a_bad_window_before_writing_a_run(tmp_path: Path):
+    path = tmp_path / "complaints.csv"
+    _complaints().to_csv(path, index=False)
+    run = tmp_path / "run"
+
+    result = runner.invoke(
+        app,
+        ["train", "--data", str(path), "--text-column", "body"]
+        + ["--category-column", "reason", "--output", str(run), "--max-tokens", "48"],
+    )
+
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "chunk_overlap must be between 0 and 5 for max_tokens 48, got 32" in output
+    assert not run.exists()

@@ -35,7 +35,12 @@ def small(tmp_path_factory) -> tuple[Path, Path]:
     [
         ("warmup_ratio", 1.5, "warmup_ratio must be in [0, 1), got 1.5"),
         ("epochs", 0, "epochs must be at least 1, got 0"),
-        ("max_tokens", 1024, "max_tokens must be between 16 and 512, got 1024"),
+        ("max_tokens", 1024, "max_tokens must be between 48 and 512, got 1024"),
+        (
+            "chunk_overlap",
+            46,
+            "chunk_overlap must be between 0 and 45 for max_tokens 128",
+        ),
         ("metadata_dropout", -0.1, "metadata_dropout must be in [0, 1], got -0.1"),
     ],
 )

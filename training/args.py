@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from triage.text import MIN_WINDOW_TOKENS, max_overlap
+
 
 @dataclass
 class TrainingArguments:
@@ -40,13 +42,17 @@ class TrainingArguments:
 
     def __post_init__(self) -> None:
         _check(
-            16 <= self.max_tokens <= 512,
+            MIN_WINDOW_TOKENS <= self.max_tokens <= 512,
             "max_tokens",
             self.max_tokens,
-            "between 16 and 512",
+            f"between {MIN_WINDOW_TOKENS} and 512",
         )
         _check(
-            self.chunk_overlap >= 0, "chunk_overlap", self.chunk_overlap, "0 or more"
+            0 <= self.chunk_overlap <= max_overlap(self.max_tokens),
+            "chunk_overlap",
+            self.chunk_overlap,
+            f"between 0 and {max_overlap(self.max_tokens)} for max_tokens "
+            f"{self.max_tokens}",
         )
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")

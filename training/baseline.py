@@ -87,6 +87,11 @@ def fit_head(
     chosen by PR-AUC; the category head uses balanced class weights and is chosen by macro-F1.
     """
     texts, metadata, y = train
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"the training split's {kind} labels hold one value only ({len(y)} rows): a "
+            f"classifier needs two or more; check the {kind} column or the spec's mapping"
+        )
     features = Features.fit(texts, metadata, keys if metadata is not None else ())
     x_train = features.transform(texts, metadata)
     x_validation = features.transform(validation[0], validation[1])

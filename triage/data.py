@@ -76,10 +76,7 @@ def _read_frame(path: Path, source: Source):
         ) from None
 
     if path.stat().st_size == 0:
-        raise DatasetSpecError(
-            f"{path.name} is empty: expected a {source.format} file with a header row "
-            f"and at least one row ({path})"
-        )
+        raise DatasetSpecError(_empty_file(path, source.format))
     try:
         if source.format == "csv":
             # Every column as text: ids and zip codes must not turn into numbers.
@@ -88,10 +85,7 @@ def _read_frame(path: Path, source: Source):
             return pandas.read_json(path, lines=True, dtype=False)
         return pandas.read_parquet(path)
     except pandas.errors.EmptyDataError:
-        raise DatasetSpecError(
-            f"{path.name} is empty: expected a {source.format} file with a header row "
-            f"and at least one row ({path})"
-        ) from None
+        raise DatasetSpecError(_empty_file(path, source.format)) from None
     except (ValueError, pandas.errors.ParserError, OSError) as error:
         raise DatasetSpecError(
             f"{path.name} could not be read as {source.format}: {error}. Check the file, "
@@ -218,13 +212,24 @@ def _split_of(source: Source, record: dict, unknown: dict[str, int]) -> str | No
     return source.split_values[raw]
 
 
+def _empty_file(path: Path, file_format: str) -> str:
+    expected = {
+        "csv": "a CSV file with a header row and at least one row",
+        "jsonl": "a JSONL file with at least one JSON object per line",
+        "parquet": "a Parquet file with at least one row",
+    }[file_format]
+    return f"{path.name} is empty: expected {expected} ({path})"
+
+
 def _label_rows(spec: DatasetSpec, source: Source, records: list[dict]) -> list[dict]:
     rows = []
     unknown_labels: dict[str, int] = {}
     unknown_splits: dict[str, int] = {}
+    empty = 0
     for index, record in enumerate(records):
         text = (record[source.text_column] or "").strip()
         if not text:
+            empty += 1
             continue
         category = _category_of(source, record, unknown_labels)
         if category == "":
@@ -253,6 +258,14 @@ def _label_rows(spec: DatasetSpec, source: Source, records: list[dict]) -> list[
         )
 
     _refuse_unknown(source, unknown_labels, unknown_splits)
+    if empty:
+        logger.warning(
+            "%s: %d of %d rows have an empty %s and are left out",
+            source.path,
+            empty,
+            len(records),
+            source.text_column,
+        )
     return rows
 
 

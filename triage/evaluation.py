@@ -16,7 +16,7 @@ complaints the model got most confidently wrong.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +89,14 @@ def score_texts(
     >>> p.category.label in {"bank_account", "credit_card", "money_transfer"}
     True
     """
+    if isinstance(texts, str):
+        raise TypeError("texts is one string: pass a list of complaint texts, [text]")
     metadata = metadata if metadata is not None else [None] * len(texts)
+    if isinstance(metadata, Mapping) or len(metadata) != len(texts):
+        raise ValueError(
+            f"metadata holds one dict (or None) per text: got {len(texts)} texts and "
+            f"{'one dict' if isinstance(metadata, Mapping) else len(metadata)}"
+        )
     return _as_scorer(model).score(
         [Complaint(t, m) for t, m in zip(texts, metadata, strict=True)]
     )
@@ -326,6 +333,10 @@ def evaluate(
     >>> sorted(result.metrics())
     ['category', 'escalation']
     """
+    if limit is not None and limit < 1:
+        raise ValueError(
+            f"limit keeps the split's first rows: 1 or more, or None; got {limit}"
+        )
     scorer = _as_scorer(model)
     data = dataset if isinstance(dataset, SplitDataset) else read_dataset(dataset)
     if split not in data.parts:

@@ -335,6 +335,15 @@ class Scorer:
 
 
 def _check_complaint(index: int, complaint: Complaint) -> None:
+    if not isinstance(complaint.text, str):
+        raise InvalidComplaintError(
+            f"complaint {index}: the text is {type(complaint.text).__name__}, not a string"
+        )
+    if complaint.metadata is not None and not isinstance(complaint.metadata, Mapping):
+        raise InvalidComplaintError(
+            f"complaint {index}: metadata is {type(complaint.metadata).__name__}; pass a "
+            "dict of key to value, or None"
+        )
     if not complaint.text or not has_readable_text(complaint.text):
         raise InvalidComplaintError(
             f"complaint {index} has no readable text (empty, spaces or control characters)"

@@ -23,6 +23,14 @@ from triage.errors import BundleError
 
 # The metadata prefix never takes more than this many tokens of a window.
 MAX_PREFIX_TOKENS = 32
+# The smallest window that leaves room for text after the metadata prefix.
+MIN_WINDOW_TOKENS = MAX_PREFIX_TOKENS + 16
+
+
+def max_overlap(max_tokens: int) -> int:
+    """The largest overlap a window of `max_tokens` allows: under half of the text part of a
+    window, so consecutive chunks always move forward."""
+    return (max_tokens - MAX_PREFIX_TOKENS - 3) // 2 - 1
 
 
 @dataclass(frozen=True)
@@ -120,13 +128,15 @@ class ComplaintEncoder:
         overlap: int,
         metadata_keys: Sequence[str] = (),
     ) -> None:
-        if max_tokens < MAX_PREFIX_TOKENS + 16:
+        if max_tokens < MIN_WINDOW_TOKENS:
             raise ValueError(
-                f"max_tokens must be at least {MAX_PREFIX_TOKENS + 16}, got {max_tokens}"
+                f"max_tokens must be at least {MIN_WINDOW_TOKENS}, got {max_tokens}"
             )
-        if not 0 <= overlap < (max_tokens - MAX_PREFIX_TOKENS - 3) // 2:
+        if not 0 <= overlap <= max_overlap(max_tokens):
             raise ValueError(
-                f"overlap must be between 0 and half the text window, got {overlap}"
+                f"overlap must be between 0 and {max_overlap(max_tokens)} for a "
+                f"{max_tokens}-token window (under half the text left after the metadata "
+                f"prefix and special tokens), got {overlap}"
             )
 
         self.tokenizer = tokenizer

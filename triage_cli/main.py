@@ -7,6 +7,7 @@ imported inside the commands, so `triage serve` and `triage score` never load to
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -80,18 +81,26 @@ def train(
             raise FileNotFoundError(f"nothing to resume: {args_file} does not exist")
         args = TrainingArguments.from_json(args_file.read_text())
     else:
-        args = TrainingArguments(
-            spec=str(_spec_file(source, output)),
-            output_dir=str(output),
-            base_model=str(base_model) if base_model else None,
-            epochs=epochs,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            chunk_overlap=chunk_overlap,
-            learning_rate=learning_rate,
-            max_train_rows=max_train_rows,
-            threads=threads,
-        )
+        created = not output.exists()
+        spec_file = _spec_file(source, output)
+        try:
+            args = TrainingArguments(
+                spec=str(spec_file),
+                output_dir=str(output),
+                base_model=str(base_model) if base_model else None,
+                epochs=epochs,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                chunk_overlap=chunk_overlap,
+                learning_rate=learning_rate,
+                max_train_rows=max_train_rows,
+                threads=threads,
+            )
+        except ValueError:
+            # A bad flag leaves no run directory behind, not even --data's spec.json.
+            if created:
+                shutil.rmtree(output, ignore_errors=True)
+            raise
     run = run_training(args, resume=resume)
     console.print(
         f"Trained: best weights in {run / 'best.pt'}. Next: triage export {run}"
@@ -152,9 +161,10 @@ def export(
 
     bundle_dir = export_run(run, output, version=version, enforce_gate=enforce_gate)
     if not evaluate:
+        spec = load_bundle(bundle_dir).manifest.training["spec"]
         console.print(
             f"Bundle written to {bundle_dir}. Next: triage evaluate {bundle_dir} "
-            "--update-manifest"
+            f"--spec {spec} --update-manifest"
         )
         return
     bundle = load_bundle(bundle_dir)

@@ -104,6 +104,16 @@ class DataSource:
     def dataset_spec(self) -> DatasetSpec:
         """The spec the command reads: the spec file, or one built from the file's columns."""
         if self.data is None:
+            given = [
+                "--" + f.name.replace("_", "-").replace("file-format", "format")
+                for f in fields(self)
+                if f.name not in ("spec", "data") and getattr(self, f.name) != f.default
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} name the columns of a --data file; add --data FILE, "
+                    "or leave them out to read the spec"
+                )
             return load_spec(self.spec or DEFAULT_SPEC)
         if self.spec is not None:
             raise ValueError("pass either --spec or --data, not both")
