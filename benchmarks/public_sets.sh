@@ -3,7 +3,8 @@
 # split, export, and evaluate on its official test split beside the TF-IDF baseline (fitted on
 # the same split, in the same `triage evaluate` run).
 #
-# Usage, from the repository's root, with the training tools installed, one set at a time:
+# Usage, from the repository's root, with the training tools installed (in .venv, or name the
+# interpreter with PYTHON=...), one set at a time:
 #   nohup nice -n 19 sh benchmarks/public_sets.sh banking77 > runs/public-banking77.log 2>&1 &
 #   nohup nice -n 19 sh benchmarks/public_sets.sh multidogo > runs/public-multidogo.log 2>&1 &
 # Runs keep checkpoints in runs/<set> (git ignores runs/); running the script again resumes an
@@ -13,7 +14,10 @@
 # table of docs/benchmarks-public.md is printed last.
 set -e
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MALLOC_ARENA_MAX=2
-TRIAGE="${PYTHON:-python} -m triage_cli.main"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+TRIAGE="$PYTHON -m triage_cli.main"
 SET="$1"
 stamp() { date -u +"%FT%TZ $1"; }
 
@@ -35,7 +39,7 @@ else
   $TRIAGE train --spec "data/specs/$SET.toml" --output "runs/$SET" $OPTIONS \
     --max-tokens 64 --chunk-overlap 8 --batch-size 16
 fi
-${PYTHON:-python} benchmarks/training_record.py "runs/$SET" \
+$PYTHON benchmarks/training_record.py "runs/$SET" \
   "docs/results/public-$SET-training.json" --started "$STARTED" --finished "$(date -u +%FT%TZ)"
 stamp "export $SET"
 # The figures are those of the int8 graph even when it breaks a gate bound (banking77 did, on
@@ -49,4 +53,4 @@ stamp "evaluate $SET"
 $TRIAGE evaluate "runs/$SET-bundle" --spec "data/specs/$SET.toml" \
   --output "docs/results/public-$SET.json"
 stamp "done $SET"
-${PYTHON:-python} benchmarks/public_table.py "docs/results/public-$SET.json"
+$PYTHON benchmarks/public_table.py "docs/results/public-$SET.json"

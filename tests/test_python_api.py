@@ -128,8 +128,7 @@ def test_public_benchmark_gate_figures_in_docs_come_from_the_bundle_manifest(nam
     assert f"{100 * gate['int8_argmax_agreement']:.1f} %" in section
     assert f"by {gate['int8_max_abs_probability_diff']:.3f}" in section
     assert not gate["passed"] and not gate["enforced"]
-    if name == "banking77":
-        assert f"encoder weight {blend['encoder_weight']:.2f}" in section
+    assert f"encoder weight {blend['encoder_weight']:.2f}" in section
 
 
 def test_score_texts_refuses_arguments_of_the_wrong_shape():
