@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
 from training.data import LoadedDataset
+from triage.aggregate import sigmoid, softmax
 from triage.lexical import LexicalModel, LinearHead
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,6 @@ def _probabilities(head: LinearHead, x: csr_matrix, n_terms: int) -> np.ndarray:
     z = x[:, :n_terms] @ head.term_weights + x[:, n_terms:] @ head.metadata_weights
     z = np.asarray(z) + head.bias
     if z.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        p = sigmoid(z[:, 0])
         return np.c_[1 - p, p]
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(z)
