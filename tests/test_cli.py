@@ -127,7 +127,7 @@ def test_keys_create_list_and_revoke(tmp_path, monkeypatch):
 
     listed = runner.invoke(app, ["keys", "list"])
     assert "Dana" in listed.stdout and "manager" in listed.stdout
-    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+    assert key not in listed.stdout and key.split("_", 2)[2] not in listed.stdout
 
     assert runner.invoke(app, ["keys", "revoke", "1"]).exit_code == 0
     missing = runner.invoke(app, ["keys", "revoke", "99"])
